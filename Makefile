@@ -1,0 +1,38 @@
+# lrp_tutor — every command creates .venv if missing and installs what it needs.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TORCH  ?= torch==2.13.0
+
+.PHONY: lab test lint demo exercises bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# torch first, pinned to the CPU build (a plain `torch` would pull a multi-GB CUDA build),
+# then the package with its extras.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev,notebooks,data]"
+	touch $(STAMP)
+
+lab: $(STAMP)  ## open the course in JupyterLab
+	$(BIN)/jupyter lab notebooks/
+
+test: $(STAMP)  ## lint, unit tests, doctests and every notebook under nbval
+	$(BIN)/ruff check lrp_tutor tests benchmarks scripts
+	$(BIN)/ruff format --check lrp_tutor tests benchmarks scripts
+	$(BIN)/python -m pytest -q --doctest-modules lrp_tutor tests
+	$(BIN)/python -m pytest -q --nbval notebooks --nbval-sanitize-with tests/nbval_sanitize.cfg
+
+lint: $(STAMP)
+	$(BIN)/ruff check lrp_tutor tests benchmarks scripts
+	$(BIN)/ruff format --check lrp_tutor tests benchmarks scripts
+
+bench: $(STAMP)  ## print speed ratios (not part of the tests)
+	$(BIN)/python benchmarks/bench_stepper.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,257 @@
+"""Composites: which rule goes to which layer.
+
+A composite looks at a model's layers and gives each layer that redistributes relevance
+through weights (``Linear``, ``Conv1d``, ``Conv2d``) or a fixed linear map (``AvgPool``,
+``AdaptiveAvgPool``) one rule from :mod:`lrp_tutor.rules`. Other layers need no rule:
+element-wise activations, Flatten and Dropout pass relevance on, MaxPool sends it to the
+winner, BatchNorm is merged into the layer before it.
+
+Both paths read a composite the same way, through :meth:`Composite.resolve`, which returns
+``{module name: rule}``. Precedence: ``by_name`` > ``first`` > ``by_type`` (first match in the
+order given) > ``default``. Pooling layers that nothing maps get :data:`POOLING_RULE`.
+
+Examples
+--------
+>>> import torch.nn as nn
+>>> from lrp_tutor.rules import Epsilon, Flat
+>>> model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+>>> Composite(default=Epsilon(0.1), first=Flat()).resolve(model)
+{'0': Flat(), '2': Epsilon(epsilon=0.1)}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from .errors import CompositeError
+from .rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, Rule, ZBox, ZPlus
+
+__all__ = [
+    "Composite",
+    "WEIGHTED",
+    "POOLING",
+    "POOLING_RULE",
+    "by_type",
+    "by_name",
+    "uniform",
+    "epsilon_plus_flat",
+    "epsilon_gamma_box",
+    "epsilon_alpha2_beta1",
+    "montavon_vgg",
+]
+
+WEIGHTED: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
+"""Layers whose relevance a rule redistributes through their weights."""
+
+POOLING: tuple[type[nn.Module], ...] = (
+    nn.AvgPool1d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveAvgPool2d,
+)
+"""Average pooling: linear layers with fixed weights."""
+
+POOLING_RULE: Rule = Epsilon(1e-6)
+"""The rule of average-pooling layers that a composite does not map (as in Zennit)."""
+
+CONVOLUTIONS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d)
+
+
+class Composite:
+    """Map the layers of a model to rules.
+
+    Parameters
+    ----------
+    by_type : mapping of layer type (or tuple of types) to Rule, optional
+        Rules by ``isinstance``; the first match in the order given wins.
+    by_name : mapping of module name to Rule, optional
+        Rules for named modules (``"features.0"``); a name the model lacks raises
+        :class:`~lrp_tutor.errors.CompositeError`.
+    first : Rule, optional
+        The rule of the first weighted layer (``Linear``/``Conv``) in registration order,
+        typically the pixel layer (``ZBox``, ``Flat``, ``WSquare``).
+    default : Rule, optional
+        The rule of every weighted layer nothing else maps.
+    """
+
+    def __init__(
+        self,
+        by_type: Mapping[Any, Rule] | None = None,
+        by_name: Mapping[str, Rule] | None = None,
+        first: Rule | None = None,
+        default: Rule | None = None,
+        label: str | None = None,
+    ) -> None:
+        self.by_type = dict(by_type or {})
+        self.by_name = dict(by_name or {})
+        self.first = first
+        self.default = default
+        self.label = label
+        for key, rule in [*self.by_type.items(), *self.by_name.items()]:
+            _check_rule(rule, key)
+        for key, rule in (("first", first), ("default", default)):
+            if rule is not None:
+                _check_rule(rule, key)
+
+    def resolve(self, model: nn.Module) -> dict[str, Rule]:
+        """``{module name: rule}`` for every leaf layer of ``model`` that takes a rule."""
+        modules = dict(model.named_modules())
+        missing = [name for name in self.by_name if name not in modules]
+        if missing:
+            known = ", ".join(n for n, m in modules.items() if n and _takes_rule(m))
+            raise CompositeError(
+                f"The composite names {', '.join(map(repr, missing))}, which the model does not "
+                f"have. Layers that take a rule: {known or 'none'}."
+            )
+        resolved: dict[str, Rule] = {}
+        first_seen = False
+        for name, module in modules.items():
+            if not _takes_rule(module):
+                continue
+            is_first = isinstance(module, WEIGHTED) and not first_seen
+            first_seen = first_seen or isinstance(module, WEIGHTED)
+            rule = self._rule_for(name, module, is_first)
+            if rule is not None:
+                resolved[name] = rule
+        return resolved
+
+    def _rule_for(self, name: str, module: nn.Module, is_first: bool) -> Rule | None:
+        if name in self.by_name:
+            return self.by_name[name]
+        if is_first and self.first is not None:
+            return self.first
+        for types, rule in self.by_type.items():
+            if isinstance(module, types):
+                return rule
+        if isinstance(module, POOLING):
+            return POOLING_RULE
+        return self.default
+
+    def __repr__(self) -> str:
+        if self.label:
+            return self.label
+        parts = []
+        for key in ("by_type", "by_name", "first", "default"):
+            value = getattr(self, key)
+            if value:
+                if key == "by_type":
+                    value = {_type_name(t): r for t, r in value.items()}
+                parts.append(f"{key}={value!r}")
+        return f"Composite({', '.join(parts)})"
+
+
+def _takes_rule(module: nn.Module) -> bool:
+    return isinstance(module, WEIGHTED + POOLING)
+
+
+def _type_name(types: Any) -> str:
+    if isinstance(types, tuple):
+        return "(" + ", ".join(t.__name__ for t in types) + ")"
+    return types.__name__
+
+
+def _check_rule(rule: Any, where: Any) -> None:
+    if not isinstance(rule, Rule):
+        hint = (
+            " (did you forget the parentheses, e.g. Epsilon()?)" if isinstance(rule, type) else ""
+        )
+        raise CompositeError(
+            f"The composite maps {where!r} to {rule!r}, which is not a rule{hint}. "
+            "Use a rule from lrp_tutor.rules."
+        )
+
+
+def uniform(rule: Rule) -> Composite:
+    """One rule for every weighted layer (what ``explain(..., rule=rule)`` uses).
+
+    >>> uniform(Epsilon(0.25))
+    uniform(Epsilon(epsilon=0.25))
+    """
+    _check_rule(rule, "rule")
+    return Composite(default=rule, label=f"uniform({rule!r})")
+
+
+def by_type(mapping: Mapping[Any, Rule], default: Rule | None = None) -> Composite:
+    """Rules by layer type, e.g. ``by_type({nn.Conv2d: ZPlus(), nn.Linear: Epsilon(0.1)})``."""
+    return Composite(by_type=mapping, default=default)
+
+
+def by_name(mapping: Mapping[str, Rule], default: Rule | None = None) -> Composite:
+    """Rules by module name, e.g. ``by_name({"features.0": Flat()}, default=Epsilon())``."""
+    return Composite(by_name=mapping, default=default)
+
+
+def epsilon_plus_flat(epsilon: float = 1e-6) -> Composite:
+    """Flat at the first layer, z⁺ on convolutions, ε on dense layers (Zennit's EpsilonPlusFlat).
+
+    >>> epsilon_plus_flat()
+    epsilon_plus_flat()
+    """
+    return Composite(
+        by_type={CONVOLUTIONS: ZPlus(), nn.Linear: Epsilon(epsilon)},
+        first=Flat(),
+        label="epsilon_plus_flat()",
+    )
+
+
+def epsilon_gamma_box(low: Any, high: Any, epsilon: float = 1e-6, gamma: float = 0.25) -> Composite:
+    """z^B at the pixels, γ on convolutions, ε on dense layers (Zennit's EpsilonGammaBox).
+
+    >>> epsilon_gamma_box(0.0, 1.0)
+    epsilon_gamma_box(low=0.0, high=1.0)
+    """
+    return Composite(
+        by_type={CONVOLUTIONS: Gamma(gamma), nn.Linear: Epsilon(epsilon)},
+        first=ZBox(low, high),
+        label=f"epsilon_gamma_box(low={low!r}, high={high!r})",
+    )
+
+
+def epsilon_alpha2_beta1(epsilon: float = 1e-6) -> Composite:
+    """αβ (α = 2, β = 1) on convolutions, ε on dense layers (Zennit's EpsilonAlpha2Beta1).
+
+    >>> epsilon_alpha2_beta1()
+    epsilon_alpha2_beta1()
+    """
+    return Composite(
+        by_type={CONVOLUTIONS: AlphaBeta(2.0, 1.0), nn.Linear: Epsilon(epsilon)},
+        label="epsilon_alpha2_beta1()",
+    )
+
+
+def montavon_vgg(
+    model: nn.Module,
+    low: Any,
+    high: Any,
+    gamma: float = 0.25,
+    epsilon: float = 0.25,
+) -> Composite:
+    """Montavon et al.'s recipe for VGG: z^B at the pixels, γ in the lower convolutions, ε in
+    the upper ones, LRP-0 in the dense top layers.
+
+    The weighted layers of ``model`` are split by position: the first gets ``ZBox(low, high)``,
+    convolutions in the lower half of the convolution stack get ``Gamma(gamma)``, the upper
+    half ``Epsilon(epsilon)``, and dense layers ``LRP0()`` (Montavon et al. 2019, sec. 10.2.2:
+    for VGG-16, γ for conv 1–16 of the torchvision index, ε for 17–30, LRP-0 above).
+
+    >>> import torch.nn as nn
+    >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(),
+    ...                     nn.Conv2d(4, 4, 3), nn.Flatten(), nn.Linear(4, 2))
+    >>> sorted(montavon_vgg(net, 0.0, 1.0).resolve(net).items())
+    [('0', ZBox(low=0.0, high=1.0)), ('2', Gamma(gamma=0.25)), \
+('4', Epsilon(epsilon=0.25)), ('6', LRP0())]
+    """
+    weighted = [n for n, m in model.named_modules() if isinstance(m, WEIGHTED)]
+    convs = [n for n, m in model.named_modules() if isinstance(m, CONVOLUTIONS)]
+    lower = convs[: (len(convs) + 1) // 2]
+    names = {n: (Gamma(gamma) if n in lower else Epsilon(epsilon)) for n in convs}
+    names.pop(weighted[0] if weighted else "", None)  # the pixel layer gets z^B
+    return Composite(
+        by_name=names,
+        by_type={nn.Linear: LRP0()},
+        first=ZBox(low, high),
+        label=f"montavon_vgg(low={low!r}, high={high!r})",
+    )
