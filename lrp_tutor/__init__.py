@@ -1,11 +1,17 @@
 """lrp_tutor: Layer-wise Relevance Propagation, step by step.
 
+Two paths read one rule book (:mod:`lrp_tutor.rules`): the didactic float64 stepper
+(:class:`Walkthrough`) and the vectorized PyTorch path (:func:`explain`).
+
+>>> import torch
 >>> import lrp_tutor as lt
->>> lt.rules.Epsilon(0.25)
-Epsilon(epsilon=0.25)
+>>> net = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1))
+>>> x = torch.tensor([[1.0, -1.0, 2.0]])
+>>> lt.explain(net, x, rule=lt.rules.Epsilon(0.1)).relevance.shape
+torch.Size([1, 3])
 """
 
-from . import errors, rules
+from . import composites, errors, evaluate, ledger, rules, stepper, viz
 from .errors import (
     CompositeError,
     InputError,
@@ -14,11 +20,23 @@ from .errors import (
     UnsupportedLayerError,
     WeightsError,
 )
+from .fast import Explanation, explain
+from .stepper import Walkthrough
+from .viz.style import lecture_mode
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "explain",
+    "Explanation",
+    "Walkthrough",
+    "lecture_mode",
     "rules",
+    "composites",
+    "ledger",
+    "stepper",
+    "evaluate",
+    "viz",
     "errors",
     "LRPError",
     "RuleError",
