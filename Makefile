@@ -25,11 +25,14 @@ test: $(STAMP)  ## lint, unit tests, doctests and every notebook under nbval
 	$(BIN)/ruff check lrp_tutor tests benchmarks scripts
 	$(BIN)/ruff format --check lrp_tutor tests benchmarks scripts
 	$(BIN)/python -m pytest -q --doctest-modules lrp_tutor tests
-	$(BIN)/python -m pytest -q --nbval notebooks --nbval-sanitize-with tests/nbval_sanitize.cfg
+	$(BIN)/python -m pytest -q --nbval notebooks exercises/source --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 lint: $(STAMP)
 	$(BIN)/ruff check lrp_tutor tests benchmarks scripts
 	$(BIN)/ruff format --check lrp_tutor tests benchmarks scripts
+
+exercises: $(STAMP)  ## regenerate the student copies from exercises/source
+	$(BIN)/lrp-tutor exercises build
 
 bench: $(STAMP)  ## print speed ratios (not part of the tests)
 	$(BIN)/python benchmarks/bench_stepper.py
