@@ -79,9 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print("Every student copy is up to date.")
             else:
                 written = build(args.source, args.student)
-                print(
-                    f"Updated {len(written)} student copies in {args.student}; the rest were current."
-                )
+                print(f"Updated {len(written)} student copies in {args.student}.")
         else:
             from .course import copy_course
 
