@@ -31,6 +31,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check lrp_tutor tests benchmarks scripts
 	$(BIN)/ruff format --check lrp_tutor tests benchmarks scripts
 
+demo: $(STAMP)  ## explain shipped digits and a photograph, print the ledger, write out/lrp_demo.png
+	$(BIN)/lrp-tutor demo --out out/lrp_demo.png
+
 exercises: $(STAMP)  ## regenerate the student copies from exercises/source
 	$(BIN)/lrp-tutor exercises build
 
