@@ -15,7 +15,7 @@ $(BIN)/python:
 # then the package with its extras.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,notebooks,data]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,notebooks,data,browser]"
 	touch $(STAMP)
 
 lab: $(STAMP)  ## open the course in JupyterLab

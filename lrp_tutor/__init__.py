@@ -11,7 +11,7 @@ Two paths read one rule book (:mod:`lrp_tutor.rules`): the didactic float64 step
 torch.Size([1, 3])
 """
 
-from . import composites, errors, evaluate, ledger, rules, stepper, viz, zoo
+from . import composites, errors, evaluate, ledger, rules, stepper, viz, widgets, zoo
 from .errors import (
     CompositeError,
     InputError,
@@ -37,6 +37,7 @@ __all__ = [
     "stepper",
     "evaluate",
     "viz",
+    "widgets",
     "zoo",
     "errors",
     "LRPError",

@@ -1,0 +1,42 @@
+"""Widgets: thin ipywidgets shells over :mod:`lrp_tutor.viz`, the stepper and the fast path.
+
+====================  =======================  ============================================
+factory               class                    shows
+====================  =======================  ============================================
+``stepper``           :class:`StepperWidget`   one layer at a time, output → input: messages,
+                                               aggregation, running conservation sum
+``rule_explorer``     :class:`RuleExplorer`    the heatmap, re-explained live as ε, γ, α and
+                                               the rule change
+``neuron_inspector``  :class:`NeuronInspector` one neuron j: z_ij, R_{i←j}, stab(z_j)
+``compare_rules``     :class:`RuleComparison`  one heatmap per ticked rule
+====================  =======================  ============================================
+
+Every widget shows itself as the last expression of a cell (JupyterLab 4, Voila: standard
+ipywidgets only, no custom JavaScript), has ``.widget`` (the ipywidgets box), ``.figure``
+(the current matplotlib figure) and ``.save(path)`` for a plain terminal run, and takes
+``scale=`` for lecture mode (default: follow :func:`lrp_tutor.viz.lecture_mode`).
+
+>>> import torch
+>>> from torch import nn
+>>> import lrp_tutor.widgets as widgets
+>>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).eval()
+>>> explorer = widgets.rule_explorer(model, torch.ones(1, 2, 2))
+>>> type(explorer.widget).__name__
+'VBox'
+"""
+
+from .comparison import RuleComparison, compare_rules
+from .explorer import RuleExplorer, rule_explorer
+from .inspector import NeuronInspector, neuron_inspector
+from .stepping import StepperWidget, stepper
+
+__all__ = [
+    "StepperWidget",
+    "stepper",
+    "RuleExplorer",
+    "rule_explorer",
+    "NeuronInspector",
+    "neuron_inspector",
+    "RuleComparison",
+    "compare_rules",
+]

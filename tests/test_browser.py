@@ -1,0 +1,236 @@
+"""The rule explorer in a real JupyterLab 4, driven by headless Chromium (playwright).
+
+A temporary root folder holds a notebook that shows the rule explorer (the digits CNN of
+lrp_tutor.zoo when it loads, else a small CNN of the same shape). JupyterLab is started on
+127.0.0.1 with a free port and a token; Chromium opens the notebook, runs all cells, moves the
+ε slider with the keyboard and checks that the heatmap's PNG bytes changed.
+
+Needs Debian's Chromium at /usr/bin/chromium and the Python package ``playwright`` (never
+``playwright install``: the system browser is used). Skipped, saying why, when either is
+missing. Every wait is bounded; the server and the browser are stopped in teardown.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+SERVER_START_S = 120
+KERNEL_READY_S = 120
+WIDGET_SHOWN_S = 180
+IMAGE_CHANGED_S = 60
+
+NOTEBOOK_SOURCE = """\
+import torch
+from torch import nn
+
+import lrp_tutor.widgets as widgets
+
+try:  # the shipped digits CNN and a digit, when the zoo has them
+    from lrp_tutor import zoo
+
+    model = zoo.digits_cnn()
+    x = zoo.digits_samples()[0][:1]
+    which = "zoo.digits_cnn"
+except Exception:  # a CNN of the same shape with random weights
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(128, 10),
+    ).eval()
+    x = torch.rand(1, 1, 8, 8)
+    which = "random CNN"
+print("model:", which)
+explorer = widgets.rule_explorer(model, x, epsilon=0.0, live=True)
+explorer
+"""
+
+
+def _notebook(kernel: str) -> dict:
+    return {
+        "cells": [
+            {
+                "cell_type": "code",
+                "execution_count": None,
+                "id": "explorer",
+                "metadata": {},
+                "outputs": [],
+                "source": NOTEBOOK_SOURCE.splitlines(keepends=True),
+            }
+        ],
+        "metadata": {
+            "kernelspec": {"display_name": "lrp_tutor test", "language": "python", "name": kernel}
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_server(url: str, token: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"JupyterLab exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"JupyterLab did not answer in {SERVER_START_S} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM to the server's own process group (it and its kernels), then SIGKILL."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A JupyterLab server in a temporary root with the explorer notebook: (url, token)."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (Debian: apt-get install chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    root, home = tmp_path / "root", tmp_path / "jupyter"
+    root.mkdir()
+    kernel = "lrp-tutor-test"
+    spec = home / "data" / "kernels" / kernel
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "lrp_tutor test",
+                "language": "python",
+            }
+        )
+    )
+    (root / "explorer.ipynb").write_text(json.dumps(_notebook(kernel)))
+    port, token = _free_port(), secrets.token_hex(16)
+    env = dict(
+        os.environ,
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_DATA_DIR=str(home / "data"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
+        IPYTHONDIR=str(home / "ipython"),
+        MPLBACKEND="Agg",
+    )
+    log = tmp_path / "jupyterlab.log"
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        "--LabApp.expose_app_in_browser=True",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
+        command.append("--allow-root")
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_server(url, token, process, log)
+        yield url, token
+    finally:
+        _stop(process)
+
+
+READ_PNG = """async (img) => {
+    const answer = await fetch(img.src);
+    return Array.from(new Uint8Array(await answer.arrayBuffer()));
+}"""
+
+KERNEL_IDLE = """() => {
+    const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+    const session = panel && panel.sessionContext && panel.sessionContext.session;
+    const kernel = session && session.kernel;
+    return Boolean(kernel && kernel.connectionStatus === 'connected' && kernel.status === 'idle');
+}"""
+
+
+def test_moving_epsilon_in_jupyterlab_changes_the_heatmap(lab: tuple[str, str]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, token = lab
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(f"{url}/lab/tree/explorer.ipynb?token={token}")
+            page.wait_for_function(KERNEL_IDLE, timeout=KERNEL_READY_S * 1000, polling=500)
+            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+            heatmap = page.wait_for_selector(
+                "img.lrp-heatmap[src^='blob:']", timeout=WIDGET_SHOWN_S * 1000
+            )
+            page.wait_for_function(KERNEL_IDLE, timeout=KERNEL_READY_S * 1000, polling=500)
+            before_src = heatmap.get_attribute("src")
+            before = bytes(heatmap.evaluate(READ_PNG))
+            assert before[:8] == b"\x89PNG\r\n\x1a\n"
+            output = page.locator(".jp-OutputArea-output").first.inner_text()
+            assert "model:" in output
+
+            handle = page.locator(".lrp-epsilon .noUi-handle").first
+            handle.focus()
+            for _ in range(10):  # ten steps of ε to the right, as a user with arrow keys
+                page.keyboard.press("ArrowRight")
+            page.wait_for_function(
+                "(old) => document.querySelector('img.lrp-heatmap').src !== old",
+                arg=before_src,
+                timeout=IMAGE_CHANGED_S * 1000,
+                polling=200,
+            )
+            page.wait_for_function(KERNEL_IDLE, timeout=KERNEL_READY_S * 1000, polling=500)
+            after = bytes(page.locator("img.lrp-heatmap").first.evaluate(READ_PNG))
+            readout = page.locator(".lrp-epsilon .widget-readout").first.inner_text()
+        finally:
+            browser.close()
+    assert after[:8] == b"\x89PNG\r\n\x1a\n"
+    assert after != before, "the heatmap's PNG did not change when ε moved"
+    assert float(readout) > 0.0, f"the ε slider did not move (readout {readout!r})"
