@@ -693,3 +693,20 @@ def test_public_names():
     ):
         assert name in viz.__all__ and hasattr(viz, name)
     assert callable(viz.style.current)
+
+
+def test_student_figures_still_show_after_an_lrp_tutor_figure():
+    """The first figure of a Jupyter session is drawn inside our style context; leaving it
+    must not switch off inline display of the student's own figures afterwards."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import numpy as np, lrp_tutor as lt\nfig = lt.viz.heatmap(np.eye(4)); fig"
+        ),
+        nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3]);"),
+    ]
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    shown = [[o for o in cell.outputs if "image/png" in o.get("data", {})] for cell in nb.cells]
+    assert len(shown[0]) == 1 and len(shown[1]) == 1

@@ -184,7 +184,13 @@ def context() -> Iterator[Style]:
     """Draw inside this block to use the current style's rcParams."""
     style = current()
     with mpl.rc_context(style.rc()):
-        yield style
+        try:
+            yield style
+        finally:
+            # The first figure of a Jupyter session switches matplotlib to interactive
+            # (inline) mode; rc_context would undo that on exit and hide later figures.
+            interactive = mpl.is_interactive()
+    mpl.interactive(interactive)
 
 
 def finish(fig: Any) -> Any:

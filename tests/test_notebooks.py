@@ -1,0 +1,214 @@
+"""The guided course in notebooks/: structure, clean stored outputs, and copies that run.
+
+nbval (``pytest --nbval notebooks``) re-executes every notebook and compares its outputs with
+the stored ones; these tests check what nbval does not: that every notebook opens with its
+learning objectives and prerequisites and ends with "Check yourself", that no widget state or
+error is stored, that the lecture demo is a slide deck, and that ``copy_course`` copies the
+notebooks somewhere else, where they still run.
+
+Run this file as a script to re-execute notebooks and store today's outputs, cleaned:
+
+    python tests/test_notebooks.py                      # every notebook
+    python tests/test_notebooks.py notebooks/03_*.ipynb  # some
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lrp_tutor.course import copy_course
+
+FOLDER = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(FOLDER.glob("*.ipynb"))
+EXPECTED = [
+    "01_conservation_by_hand.ipynb",
+    "02_stepping_through_a_digits_mlp.ipynb",
+    "03_the_epsilon_rule.ipynb",
+    "04_the_alpha_beta_rule.ipynb",
+    "05_convolutions_and_pooling.ipynb",
+    "06_lrp0_is_gradient_times_input.ipynb",
+    "07_real_models.ipynb",
+    "08_evaluating_explanations.ipynb",
+    "lecture_demo.ipynb",
+]
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+SLIDE_TYPES = {"slide", "subslide", "fragment", "skip", "notes", "-"}
+MAX_PNG_BYTES = 120_000
+MAX_NOTEBOOK_BYTES = 1_500_000
+
+
+def _read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def _outputs(nb: nbformat.NotebookNode):
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            yield index, output
+
+
+def _markdown(nb: nbformat.NotebookNode) -> list[str]:
+    return [cell.source for cell in nb.cells if cell.cell_type == "markdown"]
+
+
+def test_the_course_has_every_notebook():
+    assert [p.name for p in NOTEBOOKS] == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_opens_with_objectives_and_prerequisites(path):
+    opening = "\n".join(_markdown(_read(path))[:2])
+    assert "Learning objectives" in opening, f"{path.name}: no learning objectives at the top"
+    assert "Prerequisites" in opening, f"{path.name}: no prerequisites at the top"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_ends_with_check_yourself(path):
+    nb = _read(path)
+    last = nb.cells[-1]
+    assert last.cell_type == "markdown" and "Check yourself" in last.source, (
+        f"{path.name}: the last cell is not the 'Check yourself' section"
+    )
+    assert re.search(r"^1\. ", last.source, flags=re.M), f"{path.name}: no numbered questions"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_stores_no_widget_state(path):
+    nb = _read(path)
+    assert "widgets" not in nb.metadata, f"{path.name}: metadata.widgets holds widget state"
+    for index, output in _outputs(nb):
+        data = output.get("data", {})
+        assert WIDGET_STATE not in data, f"{path.name}, cell {index}: widget state in an output"
+        assert WIDGET_VIEW not in data, (
+            f"{path.name}, cell {index}: a widget view without its state (shows an error when "
+            "opened); re-run `python tests/test_notebooks.py` to clean it"
+        )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_stores_no_errors_and_was_run_in_order(path):
+    nb = _read(path)
+    for index, output in _outputs(nb):
+        assert output.output_type != "error", f"{path.name}, cell {index}: an error output"
+        if output.output_type == "stream":
+            assert output.name == "stdout", f"{path.name}, cell {index}: stderr {output.text!r}"
+    counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1)), (
+        f"{path.name}: not executed top to bottom in one run (execution counts {counts})"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_uses_only_the_public_api(path):
+    private = re.compile(r"lrp_tutor(\.\w+)*\._\w+|from \.+\w* import|\._[a-z]\w*\(")
+    for index, cell in enumerate(_read(path).cells):
+        if cell.cell_type == "code":
+            match = private.search(cell.source)
+            assert match is None, f"{path.name}, cell {index}: private name {match.group(0)!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_figures_are_small(path):
+    assert path.stat().st_size < MAX_NOTEBOOK_BYTES, f"{path.name} is {path.stat().st_size} B"
+    for index, output in _outputs(_read(path)):
+        png = output.get("data", {}).get("image/png", "")
+        # base64: 4 characters per 3 bytes
+        assert len(png) * 3 // 4 < MAX_PNG_BYTES, f"{path.name}, cell {index}: a large figure"
+
+
+def test_lecture_demo_is_a_slide_deck():
+    nb = _read(FOLDER / "lecture_demo.ipynb")
+    types = [cell.metadata.get("slideshow", {}).get("slide_type") for cell in nb.cells]
+    assert None not in types, "every cell of the lecture demo needs slideshow.slide_type"
+    assert set(types) <= SLIDE_TYPES, f"unknown slide types {set(types) - SLIDE_TYPES}"
+    assert types[0] == "slide"
+    assert types.count("slide") >= 8, "a 20-minute demo needs more than a handful of slides"
+    code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+    assert "lt.lecture_mode()" in code, "the demo should switch lecture mode on"
+
+
+def test_copy_course_copies_every_notebook_and_refuses_to_overwrite(tmp_path):
+    dest = tmp_path / "course"
+    written = copy_course("notebooks", dest)
+    assert sorted(p.name for p in written) == EXPECTED
+    for path in written:
+        assert path.read_bytes() == (FOLDER / path.name).read_bytes()
+    mine = dest / EXPECTED[0]
+    mine.write_text("my own work")
+    with pytest.raises(FileExistsError, match="nothing was copied"):
+        copy_course("notebooks", dest)
+    assert mine.read_text() == "my own work"
+
+
+def test_a_copied_notebook_runs_there(tmp_path):
+    """The fastest notebook, copied out of the checkout, runs top to bottom without errors."""
+    from nbclient import NotebookClient
+
+    dest = tmp_path / "course"
+    copy_course("notebooks", dest)
+    nb = _read(dest / EXPECTED[0])
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(dest)}}
+    ).execute()
+    errors = [output for _, output in _outputs(nb) if output.output_type == "error"]
+    assert not errors, errors
+    assert any("Conservation holds" in output.get("text", "") for _, output in _outputs(nb)), (
+        "the copied notebook ran, but its conservation check printed nothing"
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Re-executing and cleaning (python tests/test_notebooks.py [paths])
+
+
+def clean(path: Path) -> None:
+    """Strip widget state and widget views (text/plain stays), and per-cell timing metadata."""
+    nb = _read(path)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        for output in cell.get("outputs", []):
+            data = output.get("data")
+            if data is not None:
+                data.pop(WIDGET_VIEW, None)
+                data.pop(WIDGET_STATE, None)
+    nbformat.write(nb, path)
+
+
+def execute(path: Path) -> float:
+    """Run ``path`` top to bottom in place, store today's outputs cleaned; return seconds."""
+    start = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--inplace",
+            "--ExecutePreprocessor.record_timing=False",
+            "--ExecutePreprocessor.store_widget_state=False",
+            "--ExecutePreprocessor.timeout=600",
+            str(path),
+        ],
+        check=True,
+    )
+    seconds = time.perf_counter() - start
+    clean(path)
+    return seconds
+
+
+if __name__ == "__main__":
+    paths = [Path(p) for p in sys.argv[1:]] or NOTEBOOKS
+    for notebook in paths:
+        print(f"{notebook.name}: {execute(notebook):.1f} s", flush=True)
