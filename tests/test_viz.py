@@ -695,9 +695,10 @@ def test_public_names():
     assert callable(viz.style.current)
 
 
-def test_student_figures_still_show_after_an_lrp_tutor_figure():
+def test_student_figures_still_show_after_an_lrp_tutor_figure(monkeypatch):
     """The first figure of a Jupyter session is drawn inside our style context; leaving it
     must not switch off inline display of the student's own figures afterwards."""
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel picks its inline backend
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.v4.new_notebook()
