@@ -20,7 +20,7 @@ from .errors import (
     UnsupportedLayerError,
     WeightsError,
 )
-from .fast import Explanation, explain
+from .fast import Concat, Explanation, Sum, explain
 from .stepper import Walkthrough
 from .viz.style import lecture_mode
 
@@ -30,6 +30,8 @@ __all__ = [
     "explain",
     "Explanation",
     "Walkthrough",
+    "Sum",
+    "Concat",
     "lecture_mode",
     "rules",
     "composites",

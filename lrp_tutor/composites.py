@@ -34,6 +34,7 @@ __all__ = [
     "WEIGHTED",
     "POOLING",
     "POOLING_RULE",
+    "SUM_RULE",
     "by_type",
     "by_name",
     "uniform",
@@ -56,6 +57,10 @@ POOLING: tuple[type[nn.Module], ...] = (
 
 POOLING_RULE: Rule = Epsilon(1e-6)
 """The rule of average-pooling layers that a composite does not map (as in Zennit)."""
+
+SUM_RULE: Rule = Epsilon(1e-6)
+"""The rule of residual sums (``lrp_tutor.fast.Sum``, torchvision-style residual blocks) that
+a composite does not map by name or by type: :math:`R_k = a^{(k)}/\\mathrm{stab}(z)\\cdot R`."""
 
 CONVOLUTIONS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d)
 

@@ -1,0 +1,326 @@
+r"""The modified backward pass: one ``torch.autograd.Function`` per kind of layer.
+
+During :func:`~lrp_tutor.fast.explain` every supported layer's output is replaced by the
+output of one of these functions, applied to the layer's input. The forward returns the
+layer's own output value (nothing is recomputed for the plain rules) and saves what the
+backward needs; the backward receives the relevance :math:`R_j` of the layer's outputs in
+place of a gradient and returns the relevance :math:`R_i` of its inputs. Montavon's four
+steps, for each part *p* of the rule:
+
+.. math::
+
+    z^p = \sum_t \rho_t(W)^\top \phi_t(x) + \rho^p(b), \quad
+    s^p = c_p\,R / \mathrm{stab}(z^p), \quad
+    c^p_t = \rho_t(W)\, s^p, \quad
+    R_{in} = \sum_p \sum_t \phi_t(x) \odot c^p_t .
+
+The third step is a transposed matmul or convolution. Each backward also books its layer's
+ledger entry (Σ R_out, Σ R_in, what bias and ε absorbed) from tensors it already holds.
+
+Examples
+--------
+>>> import torch
+>>> from lrp_tutor.fast.bookings import Recorder
+>>> from lrp_tutor.fast.maps import DenseMap
+>>> from lrp_tutor.rules import LRP0
+>>> x = torch.tensor([[1.0, 3.0]], requires_grad=True)
+>>> layer = DenseMap(torch.tensor([[1.0, 1.0]]), None)
+>>> z = WeightedRule.apply(x, x.detach() @ layer.weight.T, layer, LRP0().parts,
+...                        Recorder(False).new("0", "Linear"))
+>>> torch.autograd.grad(z, x, torch.tensor([[4.0]]))[0]   # R_i = x_i / z · R
+tensor([[1., 3.]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..rules import Part, identity, negative, ones_like, positive, safe_divide, zeros_like
+from .bookings import Booking, per_sample_sum
+from .maps import LinearMap
+
+__all__ = [
+    "WeightedRule",
+    "PassThrough",
+    "WinnerTakesAll",
+    "SumRule",
+    "ConcatPass",
+    "Marker",
+    "OURS",
+    "saved_indices",
+    "complementary",
+]
+
+
+def _needs_sign(parts: Sequence[Part]) -> bool:
+    return any(t.input in (positive, negative) for p in parts for t in p.terms)
+
+
+def _term_input(phi, x: Tensor, nonneg: bool) -> Tensor | None:
+    r""":math:`\phi(x)`; None where it vanishes; a single sample of ones for ``ones_like``."""
+    if phi is identity or (phi is positive and nonneg):
+        return x
+    if phi is negative and nonneg:
+        return None
+    if phi is ones_like:
+        return x.new_ones((1, *x.shape[1:]))
+    return phi(x)
+
+
+def complementary(parts: Sequence[Part]) -> bool:
+    r"""True for the αβ-rule: its two parts' terms together are :math:`(x^+ + x^-)(w^+ + w^-)`
+    and its biases :math:`b^+ + b^-`, so that :math:`z^+ + z^- = z`, the layer's output.
+
+    Then the layer's own forward is not needed: the output is :math:`z^+ + z^-`.
+    """
+    if len(parts) != 2:
+        return False
+    pairs = [(t.input, t.weight) for p in parts for t in p.terms]
+    full = {(positive, positive), (negative, negative), (positive, negative), (negative, positive)}
+    biases = {p.bias for p in parts}
+    return len(pairs) == 4 and set(pairs) == full and biases == {positive, negative}
+
+
+def _ratio(r: Tensor, z: Tensor, part: Part) -> tuple[Tensor, Tensor | None]:
+    r""":math:`s = c_p R / \mathrm{stab}(z)` (0 where the denominator is 0, ε = 0), and
+    :math:`\mathrm{sign}(z)` with sign(0) = +1 (for ε > 0; None for ε = 0)."""
+    if part.epsilon > 0:
+        # sign(z) with sign(0) = +1 (−0.0 gets −1, but only sums of zeros are −0.0: such a
+        # neuron sends no messages, and ε absorbs its c_p·R_j with either sign)
+        sign = torch.copysign(z.new_ones(()), z)
+        den = torch.addcmul(z, sign, z.new_tensor(part.epsilon))  # stab(z) = z + ε·sign(z)
+        s = torch.div(r, den, out=den) if den.shape == r.shape else r / den
+    else:
+        sign = None
+        s = safe_divide(r, z)
+    if part.coefficient != 1:
+        s = s.mul_(part.coefficient)
+    return s, sign
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    """:math:`\\sum_j a_j b_j` per sample (float64)."""
+    if a.shape == b.shape:
+        n = a.shape[0]
+        return torch.linalg.vecdot(a.reshape(n, -1), b.reshape(n, -1)).to(torch.float64)
+    return per_sample_sum(a * b)
+
+
+def _stabilizer_absorbed(r: Tensor, s: Tensor, z: Tensor, sign: Tensor | None, part: Part):
+    r"""Relevance the stabiliser took: :math:`\sum_j s_j\,\varepsilon\,\mathrm{sign}(z_j)`
+    (:math:`s_j = c_p R_j/\mathrm{stab}(z_j)`), or with ε = 0, :math:`c_p \sum_j R_j` over
+    the neurons with :math:`z_j = 0`, which send nothing."""
+    if sign is not None:
+        return _dot(s, sign) * part.epsilon
+    dead = z == 0
+    if not bool(dead.any()):
+        return None
+    return per_sample_sum(r * dead) * part.coefficient
+
+
+def _add(a: Tensor | None, b: Tensor | None) -> Tensor | None:
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+class WeightedRule(torch.autograd.Function):
+    """A layer with weights (Linear, Conv, AvgPool; BatchNorm merged) under a rule's parts."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, value: Tensor | None, layer: LinearMap, parts, booking: Booking):
+        # value: the layer's own output, or None when the layer did not compute it (αβ)
+        nonneg = _needs_sign(parts) and bool(x.amin() >= 0)
+        zs = []
+        for part in parts:
+            if part.is_plain and value is not None:
+                zs.append(value)  # the layer's own output: z_j = Σ_i x_i w_ij + b_j
+                continue
+            z = None
+            for term in part.terms:
+                inp = _term_input(term.input, x, nonneg)
+                if inp is not None:
+                    z = _add(z, layer.forward(inp, term.weight))  # Σ_i φ(x_i) ρ(w_ij)
+            if z is None:
+                z = layer.forward(torch.zeros_like(x), identity)
+            if part.bias is not zeros_like:
+                z = layer.add_bias(z, part.bias)  # + ρ(b_j)
+            zs.append(z)
+        if value is None:  # αβ: z⁺ + z⁻ = z
+            value = zs[0] + zs[1]
+        layer.release(unless_smaller_than=value.numel())
+        ctx.layer, ctx.parts, ctx.booking, ctx.nonneg = layer, parts, booking, nonneg
+        ctx.save_for_backward(x, *zs)
+        return value
+
+    @staticmethod
+    def backward(ctx, r: Tensor):
+        x, *zs = ctx.saved_tensors
+        layer, nonneg = ctx.layer, ctx.nonneg
+        r_in = bias = stab = None
+        for part, z in zip(ctx.parts, zs, strict=True):
+            s, sign = _ratio(r, z, part)  # s_j = c_p R_j / stab(z_j)
+            for term in part.terms:
+                inp = _term_input(term.input, x, nonneg)
+                if inp is None:
+                    continue
+                c = layer.transpose(s, term.weight, x)  # c_i = Σ_j ρ(w_ij) s_j
+                if term.input is not ones_like:
+                    c = c.mul_(inp) if c.shape == inp.shape and c.is_contiguous() else inp * c
+                r_in = _add(r_in, c)  # R_i = Σ_t φ_t(x_i) c_i
+            if part.bias is not zeros_like:
+                bias = _add(bias, layer.bias_absorbed(s, part.bias))
+            stab = _add(stab, _stabilizer_absorbed(r, s, z, sign, part))
+        if r_in is None:
+            r_in = torch.zeros_like(x)
+        layer.release()
+        ctx.booking.book(r, r_in, bias, stab)
+        return r_in, None, None, None, None
+
+
+class PassThrough(torch.autograd.Function):
+    """Element-wise activations, Dropout (eval), Identity, Flatten: :math:`R_i = R_i`."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, value: Tensor, booking: Booking):
+        ctx.shape, ctx.booking = x.shape, booking
+        return value
+
+    @staticmethod
+    def backward(ctx, r: Tensor):
+        r_in = r.reshape(ctx.shape)
+        ctx.booking.book(r, r_in)
+        return r_in, None, None
+
+
+class WinnerTakesAll(torch.autograd.Function):
+    """MaxPool: all relevance of an output goes to the input that won the max."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, value: Tensor, module: nn.Module, booking: Booking, indices):
+        if indices is None:  # the arg-max of every window, as torch's max-pool gradient has it
+            pool = F.max_pool1d if x.ndim == 3 else F.max_pool2d
+            _, indices = pool(
+                x,
+                module.kernel_size,
+                module.stride,
+                module.padding,
+                module.dilation,
+                ceil_mode=module.ceil_mode,
+                return_indices=True,
+            )
+        ctx.save_for_backward(indices)
+        ctx.shape, ctx.booking = x.shape, booking
+        return value
+
+    @staticmethod
+    def backward(ctx, r: Tensor):
+        (indices,) = ctx.saved_tensors
+        n, c = ctx.shape[:2]
+        r_in = r.new_zeros((n, c, int(np.prod(ctx.shape[2:]))))
+        r_in.scatter_add_(2, indices.reshape(n, c, -1), r.reshape(n, c, -1))
+        r_in = r_in.view(ctx.shape)
+        ctx.booking.book(r, r_in)
+        return r_in, None, None, None, None
+
+
+def saved_indices(output: Tensor) -> Tensor | None:
+    """The arg-max indices a 2-D max-pool saved for its own gradient (None if not found)."""
+    node = output.grad_fn
+    if type(node).__name__ != "MaxPool2DWithIndicesBackward0":
+        return None
+    indices = getattr(node, "_saved_result1", None)
+    if isinstance(indices, Tensor) and indices.shape == output.shape:
+        return indices
+    return None
+
+
+class SumRule(torch.autograd.Function):
+    r"""A residual join :math:`z_j = \sum_k a^{(k)}_j`: a layer with weights 1 and no bias.
+
+    Each part's :math:`z^p_j = \sum_k \sum_t \phi_t(a^{(k)}_j)\,\rho_t(1)`, and input *k*
+    receives :math:`\sum_p \sum_t \phi_t(a^{(k)})\,\rho_t(1)\, s^p`.
+    """
+
+    @staticmethod
+    def forward(ctx, value: Tensor | None, parts, booking: Booking, *inputs: Tensor):
+        if value is None:
+            value = inputs[0] + inputs[1]
+            for a in inputs[2:]:
+                value = value + a
+        weights = [[float(np.asarray(t.weight(np.array(1.0)))) for t in p.terms] for p in parts]
+        zs = []
+        for part, ws in zip(parts, weights, strict=True):
+            if part.is_plain:
+                zs.append(value)
+                continue
+            z = None
+            for term, w in zip(part.terms, ws, strict=True):
+                if w != 0:
+                    for a in inputs:
+                        z = _add(z, term.input(a) * w)
+            zs.append(torch.zeros_like(value) if z is None else z)
+        ctx.parts, ctx.weights, ctx.booking = parts, weights, booking
+        ctx.n_inputs = len(inputs)
+        ctx.save_for_backward(*inputs, *zs)
+        return value
+
+    @staticmethod
+    def backward(ctx, r: Tensor):
+        saved = ctx.saved_tensors
+        inputs, zs = saved[: ctx.n_inputs], saved[ctx.n_inputs :]
+        r_ins: list[Tensor | None] = [None] * len(inputs)
+        stab = None
+        for part, ws, z in zip(ctx.parts, ctx.weights, zs, strict=True):
+            s, sign = _ratio(r, z, part)
+            for term, w in zip(part.terms, ws, strict=True):
+                if w == 0:
+                    continue
+                for k, a in enumerate(inputs):
+                    r_ins[k] = _add(r_ins[k], term.input(a) * (s * w))
+            stab = _add(stab, _stabilizer_absorbed(r, s, z, sign, part))
+        pairs = zip(inputs, r_ins, strict=True)
+        grads = tuple(torch.zeros_like(a) if g is None else g for a, g in pairs)
+        ctx.booking.book(r, grads, None, stab)
+        return (None, None, None, *grads)
+
+
+class ConcatPass(torch.autograd.Function):
+    """Concatenation: the relevance is split back along the concatenated dimension."""
+
+    @staticmethod
+    def forward(ctx, value: Tensor, dim: int, booking: Booking, *inputs: Tensor):
+        ctx.sizes, ctx.dim, ctx.booking = [a.shape[dim] for a in inputs], dim, booking
+        return value
+
+    @staticmethod
+    def backward(ctx, r: Tensor):
+        parts = tuple(r.split(ctx.sizes, ctx.dim))
+        ctx.booking.book(r, parts)
+        return (None, None, None, *parts)
+
+
+class Marker(torch.autograd.Function):
+    """A stand-in tensor (zeros) handed to code whose result is replaced afterwards.
+
+    Its backward never runs: the graph check refuses any path through it.
+    """
+
+    @staticmethod
+    def forward(ctx, t: Tensor):
+        return torch.zeros_like(t)
+
+    @staticmethod
+    def backward(ctx, r: Tensor):  # pragma: no cover - refused by the graph check
+        raise RuntimeError("lrp_tutor internal error: relevance reached a Marker.")
+
+
+OURS = frozenset(
+    f._backward_cls for f in (WeightedRule, PassThrough, WinnerTakesAll, SumRule, ConcatPass)
+)
+"""The backward node types of the functions above that relevance may pass through."""

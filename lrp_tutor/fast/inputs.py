@@ -1,0 +1,172 @@
+"""Checks of what :func:`~lrp_tutor.fast.explain` is given, with errors a student can act on.
+
+Examples
+--------
+>>> import torch
+>>> check_input(torch.tensor([[1, 2]]))
+Traceback (most recent call last):
+...
+lrp_tutor.errors.InputError: x has dtype torch.int64; LRP needs floating-point input: \
+pass x.float() (or x.double()).
+>>> resolve_target(None, torch.tensor([[0.1, 0.9], [2.0, -1.0]]))
+tensor([1, 0])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..composites import Composite, uniform
+from ..errors import CompositeError, InputError
+from ..rules import Epsilon, Rule
+
+__all__ = [
+    "INITS",
+    "choose_composite",
+    "check_input",
+    "check_target",
+    "resolve_target",
+    "model_dtype_device",
+    "check_output",
+    "seed",
+]
+
+INITS = ("logit", "one")
+
+
+def choose_composite(rule: Rule | None, composite: Composite | None) -> Composite:
+    """``rule`` → ``uniform(rule)``; neither → ``uniform(Epsilon())``; both → error."""
+    if rule is not None and composite is not None:
+        raise InputError(
+            "Give either rule= (one rule for every layer) or composite= (rules per layer), "
+            f"not both; got rule={rule!r} and composite={composite!r}."
+        )
+    if composite is not None:
+        if not isinstance(composite, Composite):
+            raise CompositeError(
+                f"composite must be an lrp_tutor.composites.Composite, got {composite!r}. "
+                "For a single rule pass rule= instead."
+            )
+        return composite
+    return uniform(Epsilon() if rule is None else rule)
+
+
+def check_input(x: Any) -> None:
+    """``x`` must be a floating-point tensor with a batch dimension and finite values."""
+    if not isinstance(x, Tensor):
+        raise InputError(
+            f"x must be a torch.Tensor, got {type(x).__name__}; convert it with "
+            "torch.as_tensor(x, dtype=torch.float32)."
+        )
+    if not x.is_floating_point():
+        raise InputError(
+            f"x has dtype {x.dtype}; LRP needs floating-point input: pass x.float() "
+            "(or x.double())."
+        )
+    if x.ndim < 2:
+        raise InputError(
+            f"x has shape {tuple(x.shape)}, without a batch dimension; explain() takes a "
+            "batch, shape (N, …): for a single sample pass x.unsqueeze(0)."
+        )
+    if x.shape[0] == 0:
+        raise InputError(f"x has shape {tuple(x.shape)}: an empty batch.")
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = (~finite).nonzero()[0].tolist()
+        count = int((~finite).sum())
+        raise InputError(
+            f"x contains {count} NaN or infinite value(s), the first at index {tuple(bad)}; "
+            "relevance is only defined for finite inputs."
+        )
+
+
+def check_target(target: Any) -> Tensor | int | None:
+    """Normalise ``target`` (None, an int, a sequence or an integer tensor) before the forward."""
+    if target is None:
+        return None
+    if isinstance(target, bool | np.bool_):
+        raise InputError(f"target must be a class index (an int), got {target!r}.")
+    if isinstance(target, int | np.integer):
+        return int(target)
+    if isinstance(target, Tensor):
+        t = target
+    elif isinstance(target, np.ndarray | Sequence):
+        try:
+            t = torch.as_tensor(np.asarray(target))
+        except (TypeError, ValueError) as error:
+            raise InputError(f"target must be class indices, got {target!r}.") from error
+    else:
+        raise InputError(
+            f"target must be None, an int, a sequence of ints or a LongTensor, got "
+            f"{type(target).__name__} {target!r}."
+        )
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise InputError(
+            f"target must hold integer class indices, got dtype {t.dtype} ({target!r}); "
+            "pass e.g. target=3 or target=torch.tensor([3, 1])."
+        )
+    if t.ndim == 0:
+        return int(t)
+    if t.ndim != 1:
+        raise InputError(
+            f"target must be one class index per sample, shape (N,), got shape {tuple(t.shape)}."
+        )
+    return t.long()
+
+
+def resolve_target(target: Tensor | int | None, output: Tensor) -> Tensor:
+    """One class per sample: the predicted class for None; checked against the logits."""
+    n, classes = output.shape
+    if target is None:
+        return output.detach().argmax(1)
+    if isinstance(target, int):
+        t = torch.full((n,), target, dtype=torch.long, device=output.device)
+    else:
+        t = target.to(output.device)
+        if t.shape[0] != n:
+            raise InputError(
+                f"target has {t.shape[0]} entries but the batch has {n} samples; give one "
+                "class per sample (or one int for all)."
+            )
+    bad = (t < 0) | (t >= classes)
+    if bool(bad.any()):
+        raise InputError(
+            f"target {t[bad].tolist()} out of range: the model has {classes} classes "
+            f"(0 … {classes - 1})."
+        )
+    return t
+
+
+def model_dtype_device(model: nn.Module, x: Tensor) -> tuple[torch.dtype, torch.device]:
+    """The dtype and device of the model's first floating parameter or buffer (else x's)."""
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.is_floating_point():
+            return t.dtype, t.device
+    return x.dtype, x.device
+
+
+def check_output(output: Any, x: Tensor) -> Tensor:
+    """The model must return logits of shape (N, classes)."""
+    if not isinstance(output, Tensor):
+        raise InputError(
+            f"explain() needs a model that returns a tensor of logits, got {type(output).__name__}."
+        )
+    if output.ndim != 2 or output.shape[0] != x.shape[0]:
+        raise InputError(
+            f"explain() needs logits of shape (N, classes) for x of shape {tuple(x.shape)}, but "
+            f"the model returned shape {tuple(output.shape)}."
+        )
+    return output
+
+
+def seed(output: Tensor, target: Tensor, init: str) -> Tensor:
+    """:math:`R = f_c(x)\\cdot\\mathrm{onehot}(c)` (init="logit") or onehot(c) (init="one")."""
+    r = torch.zeros_like(output)
+    index = target[:, None]
+    values = output.detach().gather(1, index) if init == "logit" else torch.ones_like(r[:, :1])
+    return r.scatter_(1, index, values)

@@ -1,0 +1,403 @@
+r"""Layers as linear maps :math:`z_j = \sum_i x_i w_{ij} + b_j`, with their transposes.
+
+The fast path needs three things from every layer that redistributes relevance:
+
+- ``forward(x, rho)``: :math:`\sum_i x_i\,\rho(w_{ij})` for a whole batch (no bias),
+- ``transpose(s, rho, x)``: :math:`c_i = \sum_j \rho(w_{ij})\, s_j`, the same map
+  transposed (a transposed matmul or convolution — no second forward pass),
+- ``bias(rho)``: :math:`\rho(b_j)`, broadcastable to the output.
+
+:class:`DenseMap` is ``nn.Linear``, :class:`ConvMap` is ``nn.Conv1d``/``nn.Conv2d`` (both
+possibly with a BatchNorm merged in), :class:`PoolMap` is average pooling, a linear map with
+fixed weights :math:`w_{ij} = 1/d_j` over the real (unpadded) inputs of window *j*.
+
+Weight modifiers :math:`\rho` are applied where the layer *has* a weight: to the matrix of a
+dense layer, to the kernel of a convolution, to the window weights of a pool; so
+``ones_like`` (the flat rule) gives ones over the receptive field and zero elsewhere.
+
+Examples
+--------
+>>> import torch
+>>> from lrp_tutor.rules import identity
+>>> m = DenseMap(torch.tensor([[1.0, 2.0]]), torch.tensor([0.5]))
+>>> m.forward(torch.tensor([[3.0, 4.0]]), identity)
+tensor([[11.]])
+>>> m.transpose(torch.tensor([[1.0]]), identity, torch.zeros(1, 2))
+tensor([[1., 2.]])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.utils import _pair
+
+from ..errors import UnsupportedLayerError
+from ..rules import identity, ones_like
+
+__all__ = ["LinearMap", "DenseMap", "ConvMap", "PoolMap", "make_map"]
+
+Rho = Callable[[Any], Any]
+
+CHUNK = 1 << 22
+"""Dense weights larger than this many entries are modified in row chunks (bounded memory)."""
+
+_PROBE = (-1e3, -7.0, -1.0, -0.3, -1e-3, 0.0, 1e-3, 0.3, 1.0, 7.0, 1e3)
+_HOMOGENEOUS: dict[Rho, bool] = {}
+
+
+def homogeneous(rho: Rho) -> bool:
+    """Whether :math:`\\rho(t w) = t\\rho(w)` for t > 0 (checked on a probe, remembered).
+
+    >>> from lrp_tutor.rules import positive, ones_like
+    >>> homogeneous(positive), homogeneous(ones_like)
+    (True, False)
+    """
+    if rho not in _HOMOGENEOUS:
+        w = torch.tensor(_PROBE, dtype=torch.float64)
+        try:
+            _HOMOGENEOUS[rho] = all(
+                bool(torch.allclose(rho(t * w), t * rho(w), rtol=1e-12, atol=0))
+                for t in (0.37, 2.9)
+            )
+        except Exception:  # a modifier that cannot take the probe
+            _HOMOGENEOUS[rho] = False
+    return _HOMOGENEOUS[rho]
+
+
+class LinearMap:
+    """A layer seen as :math:`z = \\rho(W)^\\top x + \\rho(b)`; subclasses fill in the ops."""
+
+    channel_dim: int = 1
+
+    def forward(self, x: Tensor, rho: Rho) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def transpose(self, s: Tensor, rho: Rho, x: Tensor) -> Tensor:  # pragma: no cover
+        """:math:`c_i = \\sum_j \\rho(w_{ij}) s_j`, shaped like the layer's input ``x``."""
+        raise NotImplementedError
+
+    def bias(self, rho: Rho) -> Tensor | None:
+        """:math:`\\rho(b)` as a vector over output channels, or None without a bias."""
+        return None
+
+    def release(self, unless_smaller_than: int | None = None) -> None:
+        """Forget what was kept for the backward pass."""
+
+    def add_bias(self, z: Tensor, rho: Rho) -> Tensor:
+        """:math:`z + \\rho(b)`, the bias broadcast over the output."""
+        b = self.bias(rho)
+        if b is None:
+            return z
+        if self.channel_dim == 1 and z.ndim > 2:
+            b = b.view(-1, *([1] * (z.ndim - 2)))
+        return z + b
+
+    def bias_absorbed(self, s: Tensor, rho: Rho) -> Tensor | None:
+        """:math:`\\sum_j \\rho(b_j)\\, s_j` per sample, or None without a bias."""
+        b = self.bias(rho)
+        if b is None:
+            return None
+        if self.channel_dim == 1:  # (N, C, *spatial)
+            per_channel = s.flatten(2).sum(2) if s.ndim > 2 else s
+        else:  # (N, *, C)
+            per_channel = s.reshape(s.shape[0], -1, s.shape[-1]).sum(1)
+        return (per_channel @ b).to(torch.float64)
+
+
+class _Weighted(LinearMap):
+    r"""A layer with a weight :math:`W` (and bias), possibly scaled per output channel.
+
+    A merged BatchNorm makes the weight :math:`w'_{ij} = \lambda_j w_{ij}`. Where
+    :math:`\rho(\lambda_j w_{ij}) = \lambda_j \rho(w_{ij})` (λ > 0 and ρ positively
+    homogeneous: the identity, :math:`w^+`, :math:`w^-`, γ) the scale is applied per output
+    channel, to the outputs rather than to the weights: :math:`z = \lambda \odot
+    (\rho(W)^\top x)`, :math:`c = \rho(W)(\lambda \odot s)`; otherwise :math:`\rho(W')`
+    is computed.
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, scale: Tensor | None) -> None:
+        self.base, self._bias, self.scale = weight, bias, scale
+        self._positive: bool | None = None
+        self._kept: dict[Rho, Tensor] = {}  # ρ(W) of this call, shared by forward and backward
+
+    def release(self, unless_smaller_than: int | None = None) -> None:
+        """Forget the modified weights of this call: after its backward, or after its
+        forward when they are larger than ``unless_smaller_than`` entries (the layer's
+        output), so that keeping them never costs more memory than an activation."""
+        if unless_smaller_than is None or self.base.numel() > unless_smaller_than:
+            self._kept.clear()
+
+    @property
+    def weight(self) -> Tensor:
+        """The layer's weight :math:`W'` (with the BatchNorm scale merged in; not kept)."""
+        if self.scale is None:
+            return self.base
+        return self.base * self.scale.view((-1,) + (1,) * (self.base.ndim - 1))
+
+    def _on_outputs(self, rho: Rho) -> bool:
+        """Whether :math:`\\rho(\\lambda W) = \\lambda\\rho(W)`: a positive scale and a
+        positively homogeneous ρ (identity, clipping, γ), so the scale can act on outputs."""
+        if self.scale is None or rho is ones_like:
+            return False
+        if self._positive is None:
+            self._positive = bool((self.scale > 0).all())
+        return self._positive and homogeneous(rho)
+
+    def _scaled(self, t: Tensor, rho: Rho) -> Tensor:
+        """``t`` times the scale along the output channels, where the scale acts on outputs."""
+        if not self._on_outputs(rho):
+            return t
+        dim = self.channel_dim % t.ndim
+        return t * self.scale.view((-1,) + (1,) * (t.ndim - 1 - dim))
+
+    def _rho_weight(self, rho: Rho) -> Tensor:
+        """:math:`\\rho(W)` if the scale acts on the outputs, else :math:`\\rho(W')`.
+
+        Computed once per call: the backward uses the very tensor the forward used.
+        """
+        if rho is identity and self.scale is None:
+            return self.base
+        if rho not in self._kept:
+            self._kept[rho] = rho(self.base) if self._on_outputs(rho) else rho(self.weight)
+        return self._kept[rho]
+
+    def bias(self, rho: Rho) -> Tensor | None:
+        return None if self._bias is None else rho(self._bias)
+
+
+class DenseMap(_Weighted):
+    r"""``nn.Linear``: :math:`z = x\,\rho(W)^\top`, transposed :math:`c = s\,\rho(W)`."""
+
+    channel_dim = -1
+
+    def __init__(self, weight: Tensor, bias: Tensor | None, scale: Tensor | None = None) -> None:
+        super().__init__(weight, bias, scale)
+
+    def _chunks(self, rho: Rho):
+        """(rows, ρ(W[rows])) in pieces small enough to keep the modified weight's memory low."""
+        if rho is identity or self.base.numel() <= CHUNK:
+            yield slice(None), self._rho_weight(rho)
+            return
+        w = self.weight
+        step = max(1, CHUNK // w.shape[1])
+        for start in range(0, w.shape[0], step):
+            rows = slice(start, start + step)
+            yield rows, rho(w[rows])
+
+    def forward(self, x: Tensor, rho: Rho) -> Tensor:
+        if rho is ones_like:  # every output sees Σ_i x_i
+            return x.sum(-1, keepdim=True)
+        parts = [F.linear(x, w) for _, w in self._chunks(rho)]
+        return self._scaled(parts[0] if len(parts) == 1 else torch.cat(parts, -1), rho)
+
+    def transpose(self, s: Tensor, rho: Rho, x: Tensor) -> Tensor:
+        if rho is ones_like:
+            return s.sum(-1, keepdim=True).expand(*s.shape[:-1], x.shape[-1])
+        s = self._scaled(s, rho)
+        c = None
+        for rows, w in self._chunks(rho):
+            part = s[..., rows] @ w
+            c = part if c is None else c + part
+        return c
+
+
+class ConvMap(_Weighted):
+    """``nn.Conv1d``/``nn.Conv2d``: a convolution and its transpose (the input gradient op)."""
+
+    def __init__(
+        self,
+        module: nn.Module,
+        weight: Tensor,
+        bias: Tensor | None,
+        name: str,
+        scale: Tensor | None = None,
+    ) -> None:
+        super().__init__(weight, bias, scale)
+        self.dims = weight.ndim - 2
+        if module.padding_mode != "zeros":
+            raise UnsupportedLayerError(
+                f"Layer '{name}' ({module}) pads with padding_mode={module.padding_mode!r}; "
+                "lrp_tutor explains convolutions with zero padding only."
+            )
+        self.stride, self.dilation, self.groups = module.stride, module.dilation, module.groups
+        self.padding = _numeric_padding(module, name)
+
+    def forward(self, x: Tensor, rho: Rho) -> Tensor:
+        conv = F.conv1d if self.dims == 1 else F.conv2d
+        w = self._kernel(rho)
+        groups = 1 if rho is ones_like and self.groups == 1 else self.groups
+        return self._scaled(conv(x, w, None, self.stride, self.padding, self.dilation, groups), rho)
+
+    def transpose(self, s: Tensor, rho: Rho, x: Tensor) -> Tensor:
+        w = self._kernel(rho)
+        if rho is ones_like and self.groups == 1:  # all output channels alike: add them first
+            s = s.sum(1, keepdim=True)
+        s = self._scaled(s, rho)
+        if s.shape[0] != x.shape[0]:
+            s = s.expand(x.shape[0], *s.shape[1:])
+        # the input gradient of a convolution is its transpose applied to s
+        return torch.ops.aten.convolution_backward(
+            s.contiguous(),
+            x,
+            w,
+            None,
+            self.stride,
+            self.padding,
+            self.dilation,
+            False,
+            [0] * self.dims,
+            self.groups,
+            [True, False, False],
+        )[0]
+
+    def _kernel(self, rho: Rho) -> Tensor:
+        if rho is ones_like and self.groups == 1:  # one output channel stands for all
+            return self.base.new_ones((1, *self.base.shape[1:]))
+        return self._rho_weight(rho)
+
+
+def _numeric_padding(module: nn.Module, name: str) -> tuple[int, ...]:
+    padding = module.padding
+    if padding == "valid":
+        return (0,) * len(module.kernel_size)
+    if padding == "same":
+        total = [d * (k - 1) for d, k in zip(module.dilation, module.kernel_size, strict=True)]
+        if any(t % 2 for t in total):
+            raise UnsupportedLayerError(
+                f"Layer '{name}' ({module}) uses padding='same' with an even kernel, which pads "
+                "unevenly; give the padding as numbers instead."
+            )
+        return tuple(t // 2 for t in total)
+    return tuple(padding)
+
+
+class PoolMap(LinearMap):
+    r"""Average pooling as a linear map: :math:`z_j = \sum_{i \in K_j} x_i / d_j`.
+
+    :math:`K_j` are the real inputs of window *j* and :math:`d_j` its divisor. A modified
+    weight is :math:`\rho(1/d_j)`, so :math:`\sum_i x_i\rho(w_{ij}) = g_j\,P(x)_j` with
+    :math:`g_j = d_j\,\rho(1/d_j)` and :math:`P` the pool itself, and the transpose is
+    :math:`P^\top(g \odot s)`.
+    """
+
+    def __init__(self, module: nn.Module, input_shape: torch.Size, like: Tensor) -> None:
+        self.module = module
+        self.adaptive = isinstance(module, nn.AdaptiveAvgPool1d | nn.AdaptiveAvgPool2d)
+        self.dims = 1 if isinstance(module, nn.AvgPool1d | nn.AdaptiveAvgPool1d) else 2
+        self.spatial = tuple(input_shape[-self.dims :])
+        ones = like.new_ones((1, 1, *self.spatial))
+        counts = self._pool2d(_as_2d(ones, self.dims), divisor_one=True)  # |K_j|
+        row_sums = self._pool2d(_as_2d(ones, self.dims))  # |K_j| / d_j
+        self.divisor = _from_2d(counts / row_sums, self.dims)  # d_j, shape (1, 1, *out)
+        self._gains: dict[Rho, Tensor | None] = {}
+
+    def _pool2d(self, x: Tensor, divisor_one: bool = False) -> Tensor:
+        m = self.module
+        if self.adaptive:
+            size = _pair(m.output_size) if self.dims == 2 else (1, *_single(m.output_size))
+            size = tuple(x.shape[-2 + i] if s is None else s for i, s in enumerate(size))
+            out = F.adaptive_avg_pool2d(x, size)
+            return out * self._window_sizes(x.shape[-2:], size).to(out) if divisor_one else out
+        kernel, stride, padding = _pool_args(m, self.dims)
+        return F.avg_pool2d(
+            x,
+            kernel,
+            stride,
+            padding,
+            m.ceil_mode,
+            m.count_include_pad,
+            1 if divisor_one else getattr(m, "divisor_override", None),
+        )
+
+    @staticmethod
+    def _window_sizes(spatial: tuple[int, ...], size: tuple[int, ...]) -> Tensor:
+        """Window sizes of adaptive pooling: start ⌊jL/O⌋, end ⌈(j+1)L/O⌉ in each dim."""
+        lengths = []
+        for length, out in zip(spatial, size, strict=True):
+            lengths.append(
+                torch.tensor(
+                    [-((-(j + 1) * length) // out) - (j * length) // out for j in range(out)],
+                    dtype=torch.float64,
+                )
+            )
+        return lengths[0][:, None] * lengths[1][None, :]
+
+    def gain(self, rho: Rho) -> Tensor | None:
+        """:math:`g_j = d_j\\,\\rho(1/d_j)`; None when it is 1 (ρ the identity)."""
+        if rho is identity:
+            return None
+        if rho not in self._gains:
+            d = self.divisor
+            self._gains[rho] = d * rho(1.0 / d)
+        return self._gains[rho]
+
+    def forward(self, x: Tensor, rho: Rho) -> Tensor:
+        z = _from_2d(self._pool2d(_as_2d(x, self.dims)), self.dims)
+        g = self.gain(rho)
+        return z if g is None else z * g
+
+    def transpose(self, s: Tensor, rho: Rho, x: Tensor) -> Tensor:
+        g = self.gain(rho)
+        u = _as_2d(s if g is None else s * g, self.dims)
+        if u.shape[0] != x.shape[0]:
+            u = u.expand(x.shape[0], *u.shape[1:])
+        like = _as_2d(x, self.dims)
+        if self.adaptive:
+            c = torch.ops.aten._adaptive_avg_pool2d_backward(u.contiguous(), like)
+        else:
+            m = self.module
+            kernel, stride, padding = _pool_args(m, self.dims)
+            c = torch.ops.aten.avg_pool2d_backward(
+                u.contiguous(),
+                like,
+                kernel,
+                stride,
+                padding,
+                m.ceil_mode,
+                m.count_include_pad,
+                getattr(m, "divisor_override", None),
+            )
+        return _from_2d(c, self.dims)
+
+
+def _pool_args(m: nn.Module, dims: int) -> tuple[list[int], list[int], list[int]]:
+    if dims == 2:
+        return list(_pair(m.kernel_size)), list(_pair(m.stride)), list(_pair(m.padding))
+    (k,), (s,), (p,) = (_single(m.kernel_size), _single(m.stride), _single(m.padding))
+    return [1, k], [1, s], [0, p]
+
+
+def _single(v: Any) -> tuple[int]:
+    return (v[0],) if isinstance(v, tuple | list) else (v,)
+
+
+def _as_2d(x: Tensor, dims: int) -> Tensor:
+    return x if dims == 2 else x.unsqueeze(-2)
+
+
+def _from_2d(x: Tensor, dims: int) -> Tensor:
+    return x if dims == 2 else x.squeeze(-2)
+
+
+def make_map(
+    module: nn.Module,
+    name: str,
+    x: Tensor,
+    merged: tuple[Tensor, Tensor] | None = None,
+) -> LinearMap:
+    """The :class:`LinearMap` of ``module``; ``merged`` = (scale λ, bias b') of a BatchNorm."""
+    if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d):
+        w = module.weight.detach()
+        if merged is None:
+            scale, b = None, None if module.bias is None else module.bias.detach()
+        else:
+            scale, b = merged
+        if isinstance(module, nn.Linear):
+            return DenseMap(w, b, scale)
+        return ConvMap(module, w, b, name, scale)
+    return PoolMap(module, x.shape, x)
