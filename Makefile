@@ -39,6 +39,7 @@ exercises: $(STAMP)  ## regenerate the student copies from exercises/source
 
 bench: $(STAMP)  ## print speed ratios (not part of the tests)
 	$(BIN)/python benchmarks/bench_stepper.py
+	$(BIN)/python benchmarks/bench_explain.py --repeats 3
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
