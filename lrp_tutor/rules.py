@@ -433,7 +433,7 @@ class AlphaBeta(Rule):
         self, alpha: float = 2.0, beta: float | None = None, epsilon: float = DEFAULT_EPSILON
     ) -> None:
         name = type(self).__name__
-        alpha = _check_number(name, "alpha", alpha)
+        alpha = _check_number(name, "alpha", alpha, minimum=1.0)  # so that β = α − 1 ≥ 0
         beta = alpha - 1.0 if beta is None else _check_number(name, "beta", beta)
         if abs(alpha - beta - 1.0) > 1e-12:
             raise RuleError(

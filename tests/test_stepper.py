@@ -638,7 +638,8 @@ def test_dropout_flatten_and_activations_pass_relevance():
         nn.Identity(), nn.Linear(5, 2),
     ).train()  # fmt: skip
     x = torch.randn(2, 3)
-    walk = Walkthrough(model).forward(x).backward()
+    with pytest.warns(UserWarning, match="Dropout '3' is in train mode"):
+        walk = Walkthrough(model).forward(x).backward()
     assert walk.relevance.shape == (2, 3)
     for k in (2, 3, 4, 5):
         np.testing.assert_array_equal(walk[k].relevance_in, walk[k].relevance_out)

@@ -111,7 +111,7 @@ def explain(
     x_work.requires_grad_(True)
 
     modes = {m: m.training for m in model.modules()}
-    if any(modes.values()):
+    if any(m.training and _mode_matters(m) for m in modes):
         warnings.warn(
             f"{type(model).__name__} is in train mode; explain() explains it in eval mode "
             "(Dropout off, BatchNorm with running statistics) and puts it back in train mode "
@@ -152,3 +152,13 @@ def explain(
         composite=chosen,
         init=init,
     )
+
+
+def _mode_matters(module: nn.Module) -> bool:
+    """Whether train mode could change what ``module`` computes: Dropout with p > 0,
+    BatchNorm, or a module of the user's own class (whose forward may read ``training``)."""
+    if isinstance(module, nn.modules.dropout._DropoutNd):
+        return module.p > 0
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return True
+    return not type(module).__module__.startswith(("torch.nn.", "lrp_tutor."))

@@ -79,6 +79,9 @@ _WHAT = {
     "SoftmaxBackward0": "a softmax — explain the logits: remove the softmax from the model",
     "LogSoftmaxBackward0": "a log-softmax — explain the logits: remove it from the model",
     "AccumulateGrad": "relevance would flow into a parameter of the model, not into the input",
+    "BackwardHookFunctionBackward": "a backward hook on a module (register_full_backward_hook "
+    "or register_full_backward_pre_hook); LRP replaces the backward pass, so the hook would see "
+    "relevance, not gradients: remove it while explaining (handle.remove())",
 }
 
 

@@ -74,7 +74,12 @@ def check_input(x: Any) -> None:
             "batch, shape (N, …): for a single sample pass x.unsqueeze(0)."
         )
     if x.shape[0] == 0:
-        raise InputError(f"x has shape {tuple(x.shape)}: an empty batch.")
+        raise InputError(f"x has shape {tuple(x.shape)}: an empty batch. Pass at least one sample.")
+    if x.is_meta:
+        raise InputError(
+            "x is on the meta device: it has a shape but no values. Pass a tensor with values "
+            "(on the CPU or a GPU)."
+        )
     finite = torch.isfinite(x)
     if not bool(finite.all()):
         bad = (~finite).nonzero()[0].tolist()
@@ -136,18 +141,41 @@ def resolve_target(target: Tensor | int | None, output: Tensor) -> Tensor:
     bad = (t < 0) | (t >= classes)
     if bool(bad.any()):
         raise InputError(
-            f"target {t[bad].tolist()} out of range: the model has {classes} classes "
+            f"target {t[bad].unique().tolist()} out of range: the model has {classes} classes "
             f"(0 … {classes - 1})."
         )
     return t
 
 
+HALF = (torch.float16, torch.bfloat16)
+"""Dtypes the fast path refuses: LRP divides by small denominators, and with about three
+significant digits the relevance is off by several percent (αβ even overflows float16)."""
+
+
 def model_dtype_device(model: nn.Module, x: Tensor) -> tuple[torch.dtype, torch.device]:
-    """The dtype and device of the model's first floating parameter or buffer (else x's)."""
-    for t in [*model.parameters(), *model.buffers()]:
+    """The dtype and device of the model's first floating parameter or buffer (else x's).
+
+    Refuses a model on the meta device (no values) and half precision (float16, bfloat16).
+    """
+    where = "x has dtype"
+    dtype, device = x.dtype, x.device
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
         if t.is_floating_point():
-            return t.dtype, t.device
-    return x.dtype, x.device
+            if t.is_meta:
+                raise InputError(
+                    f"The model's parameter '{name}' is on the meta device: it has a shape but "
+                    "no values. Load the weights first, e.g. model.to_empty(device='cpu') "
+                    "followed by model.load_state_dict(...)."
+                )
+            where, dtype, device = "The model computes in", t.dtype, t.device
+            break
+    if dtype in HALF:
+        raise InputError(
+            f"{where} {dtype}; lrp_tutor's fast path needs float32 or float64 (LRP divides by "
+            "small denominators, and half precision keeps about 3 digits). Explain a float32 "
+            "copy: lt.explain(copy.deepcopy(model).float(), x)."
+        )
+    return dtype, device
 
 
 def check_output(output: Any, x: Tensor) -> Tensor:

@@ -164,12 +164,16 @@ class Session:
         self.sources: dict[str, list[Any]] = {}
         self.stack: list[str] = []
         self.handles: list[Any] = []
+        self.own_output: dict[nn.Module, tuple[Any, int]] = {}  # before the user's hooks
 
     # ---------------------------------------------------------------- context manager
 
     def __enter__(self) -> Session:
         try:
             for module in self.names:
+                if module._forward_hooks and isinstance(module, SUPPORTED):
+                    # the user's forward hooks: see the output before them, to compare
+                    self.handles.append(module.register_forward_hook(self._own, prepend=True))
                 self.handles.append(module.register_forward_pre_hook(self._pre))
                 self.handles.append(module.register_forward_hook(self._post))
         except BaseException:
@@ -184,8 +188,13 @@ class Session:
         states = (self.pending, self.skipped, self.act_inputs, self.last_act, self.runs)
         for state in (*states, self.merged, self.node_names, self.sources, self.raw):
             state.clear()
+        self.own_output.clear()
 
     # ---------------------------------------------------------------- hooks
+
+    def _own(self, module: nn.Module, args: tuple, output: Any) -> None:
+        version = output._version if isinstance(output, Tensor) else 0
+        self.own_output[module] = (output, version)
 
     def _pre(self, module: nn.Module, args: tuple) -> tuple | None:
         name = self.names[module]
@@ -195,7 +204,8 @@ class Session:
         if _unsupported(module):
             hint = _HINTS.get(type(module).__name__, _SUPPORTED_TEXT)
             raise UnsupportedLayerError(
-                f"Layer '{name}' ({module}) is not supported by lrp_tutor's fast path: {hint}."
+                f"Layer '{name}' ({_short(module)}) is not supported by lrp_tutor's fast path: "
+                f"{hint}."
             )
         if isinstance(module, BATCHNORMS) and module not in self.pairs:
             raise UnsupportedLayerError(
@@ -219,6 +229,15 @@ class Session:
     def _post(self, module: nn.Module, args: tuple, output: Any) -> Any:
         name = self.names[module]
         self.stack.pop()
+        if module in self.own_output:
+            own, version = self.own_output.pop(module)
+            if own is not output or (isinstance(own, Tensor) and own._version != version):
+                raise UnsupportedLayerError(
+                    f"Layer '{name}' ({_short(module)}) has a forward hook that changes its "
+                    "output; lrp_tutor explains what the layer itself computes. Remove the hook "
+                    "while explaining (handle.remove()), or make its computation a module of its "
+                    "own. Hooks that only look (return None) are fine."
+                )
         new = self._replace(module, name, args, output)
         out = output if new is None else new
         if isinstance(out, Tensor) and out.grad_fn is not None:

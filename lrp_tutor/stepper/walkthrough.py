@@ -15,6 +15,7 @@ array([0., 3.])
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -68,6 +69,7 @@ class Walkthrough:
 
     def __init__(self, model_or_layers: nn.Sequential | list[Any]) -> None:
         self.model = as_sequential(model_or_layers)
+        _check_has_values(self.model)
         self.layers: list[Layer] = [make_layer(n, m) for n, m in leaf_layers(self.model)]
         if not self.layers:
             raise InputError("The model has no layers to walk through.")
@@ -90,6 +92,7 @@ class Walkthrough:
         dimension of 1.
         """
         array = _as_array(x)
+        _warn_train_mode(self.model)
         sample, batched = self._split_batch(array)
         activations = [sample]
         for layer in self.layers:
@@ -219,6 +222,13 @@ class Walkthrough:
                 f"{rule!r}{hint}."
             )
         resolved = composite.resolve(self.model)
+        # a module used twice (shared weights) has one name in named_modules(): its later
+        # uses take the rule of its first use, as in the fast path
+        first_name = {module: name for name, module in self.model.named_modules()}
+        for layer in self.layers:
+            shared = first_name.get(layer.module)
+            if layer.takes_rule and layer.name not in resolved and shared in resolved:
+                resolved[layer.name] = resolved[shared]
         for layer in self.layers:
             if layer.takes_rule and layer.name not in resolved:
                 raise CompositeError(
@@ -289,9 +299,42 @@ class Walkthrough:
         return f.box(head, table, f.para(self.ledger.check()))
 
 
+def _check_has_values(model: nn.Module) -> None:
+    """Refuse a model whose weights live on the meta device (shapes only, no values)."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_meta:
+            raise InputError(
+                f"The model's parameter '{name}' is on the meta device: it has a shape but no "
+                "values. Load the weights first, e.g. model.to_empty(device='cpu') followed by "
+                "model.load_state_dict(...)."
+            )
+
+
+def _warn_train_mode(model: nn.Module) -> None:
+    """Warn when a Dropout in train mode would make ``model(x)`` differ from the walkthrough."""
+    active = [
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Dropout | nn.Dropout1d | nn.Dropout2d) and m.training and m.p > 0
+    ]
+    if active:
+        warnings.warn(
+            f"Dropout {', '.join(map(repr, active))} is in train mode; the walkthrough treats "
+            "it as in eval mode (the identity), so its output is model.eval()(x), not the "
+            "random model(x) of train mode. Call model.eval() to silence this warning.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 def _as_array(x: Any) -> np.ndarray:
     """A float64 numpy copy of ``x`` (numpy array, torch tensor or nested list)."""
     if isinstance(x, torch.Tensor):
+        if x.is_meta:
+            raise InputError(
+                "x is on the meta device: it has a shape but no values. Pass a tensor with "
+                "values (on the CPU or a GPU)."
+            )
         x = x.detach().cpu().numpy()
     try:
         array = np.array(x, dtype=np.float64)

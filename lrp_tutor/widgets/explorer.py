@@ -352,6 +352,13 @@ def _logits(model: nn.Module, x: torch.Tensor) -> np.ndarray:
     finally:
         for module, mode in modes.items():
             module.training = mode
+    if not (isinstance(output, torch.Tensor) and output.ndim == 2 and output.shape[0] == 1):
+        explain_one(model, x, Epsilon())  # the fast path names an unsupported layer (an LSTM…)
+        got = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise InputError(
+            f"The model returned {got} for x of shape {tuple(x.shape)}; the widget needs a "
+            "model that returns logits of shape (1, classes)."
+        )
     return output.detach().reshape(-1).double().cpu().numpy()
 
 
