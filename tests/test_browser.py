@@ -3,11 +3,14 @@
 A temporary root folder holds a notebook that shows the rule explorer (the digits CNN of
 lrp_tutor.zoo when it loads, else a small CNN of the same shape). JupyterLab is started on
 127.0.0.1 with a free port and a token; Chromium opens the notebook, runs all cells, moves the
-ε slider with the keyboard and checks that the heatmap's PNG bytes changed.
+ε slider with the keyboard and checks that the heatmap's PNG bytes changed. The same check runs
+in Voilà (``voila NOTEBOOK --no-browser``, no token) on a notebook that shows the explorer for the
+digits CNN and one shipped digit.
 
 Needs Debian's Chromium at /usr/bin/chromium and the Python package ``playwright`` (never
 ``playwright install``: the system browser is used). Skipped, saying why, when either is
-missing. Every wait is bounded; the server and the browser are stopped in teardown.
+missing; the Voilà test also needs ``voila``. Every wait is bounded; the server and the
+browser are stopped in teardown.
 """
 
 from __future__ import annotations
@@ -88,19 +91,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_for_server(url: str, token: str, process: subprocess.Popen, log: Path) -> None:
+def _wait_for_server(probe: str, process: subprocess.Popen, log: Path, name: str) -> None:
+    """Poll ``probe`` until it answers 200; fail, with the log's tail, on exit or timeout."""
     deadline = time.monotonic() + SERVER_START_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            pytest.fail(f"JupyterLab exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            pytest.fail(f"{name} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5) as answer:
+            with urllib.request.urlopen(probe, timeout=5) as answer:
                 if answer.status == 200:
                     return
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.5)
-    pytest.fail(f"JupyterLab did not answer in {SERVER_START_S} s:\n{log.read_text()[-3000:]}")
+    pytest.fail(f"{name} did not answer in {SERVER_START_S} s:\n{log.read_text()[-3000:]}")
 
 
 def _stop(process: subprocess.Popen) -> None:
@@ -115,14 +119,15 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait(timeout=10)
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A JupyterLab server in a temporary root with the explorer notebook: (url, token)."""
+def _need_browser() -> None:
+    """Skip, saying why, without Debian's Chromium or the playwright package."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} is missing (Debian: apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    root, home = tmp_path / "root", tmp_path / "jupyter"
-    root.mkdir()
+
+
+def _jupyter_home(home: Path) -> tuple[dict[str, str], str]:
+    """Private Jupyter folders under ``home`` with a kernel on this Python: (env, kernel name)."""
     kernel = "lrp-tutor-test"
     spec = home / "data" / "kernels" / kernel
     spec.mkdir(parents=True)
@@ -135,8 +140,6 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
             }
         )
     )
-    (root / "explorer.ipynb").write_text(json.dumps(_notebook(kernel)))
-    port, token = _free_port(), secrets.token_hex(16)
     env = dict(
         os.environ,
         JUPYTER_CONFIG_DIR=str(home / "config"),
@@ -147,6 +150,26 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
         IPYTHONDIR=str(home / "ipython"),
         MPLBACKEND="Agg",
     )
+    return env, kernel
+
+
+def _launch(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start a server in its own process group (so that _stop reaches its kernels too)."""
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A JupyterLab server in a temporary root with the explorer notebook: (url, token)."""
+    _need_browser()
+    root = tmp_path / "root"
+    root.mkdir()
+    env, kernel = _jupyter_home(tmp_path / "jupyter")
+    (root / "explorer.ipynb").write_text(json.dumps(_notebook(kernel)))
+    port, token = _free_port(), secrets.token_hex(16)
     log = tmp_path / "jupyterlab.log"
     command = [
         sys.executable,
@@ -165,16 +188,22 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
         command.append("--allow-root")
-    with open(log, "w") as out:
-        process = subprocess.Popen(
-            command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    process = _launch(command, root, env, log)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_for_server(url, token, process, log)
+        _wait_for_server(f"{url}/api/status?token={token}", process, log, "JupyterLab")
         yield url, token
     finally:
         _stop(process)
+
+
+def _chromium(playwright):
+    """Debian's Chromium, headless (never a browser that ``playwright install`` fetched)."""
+    return playwright.chromium.launch(
+        executable_path=str(CHROMIUM),
+        headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+    )
 
 
 READ_PNG = """async (img) => {
@@ -195,11 +224,7 @@ def test_moving_epsilon_in_jupyterlab_changes_the_heatmap(lab: tuple[str, str]) 
 
     url, token = lab
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        )
+        browser = _chromium(playwright)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(60_000)
@@ -234,3 +259,81 @@ def test_moving_epsilon_in_jupyterlab_changes_the_heatmap(lab: tuple[str, str]) 
     assert after[:8] == b"\x89PNG\r\n\x1a\n"
     assert after != before, "the heatmap's PNG did not change when ε moved"
     assert float(readout) > 0.0, f"the ε slider did not move (readout {readout!r})"
+
+
+VOILA_SOURCE = """\
+import lrp_tutor as lt
+
+x = lt.zoo.digits_samples()[0][:1]  # one shipped digit
+lt.widgets.rule_explorer(lt.zoo.digits_cnn(), x)
+"""
+
+
+@pytest.fixture
+def voila(tmp_path: Path) -> Iterator[str]:
+    """Voilà serving a notebook that shows the explorer on a shipped digit: its url."""
+    _need_browser()
+    pytest.importorskip("voila", reason="voila is not installed (pip install voila)")
+    root = tmp_path / "root"
+    root.mkdir()
+    env, kernel = _jupyter_home(tmp_path / "jupyter")
+    notebook = _notebook(kernel)
+    notebook["cells"][0]["source"] = VOILA_SOURCE.splitlines(keepends=True)
+    (root / "explorer.ipynb").write_text(json.dumps(notebook))
+    port = _free_port()
+    log = tmp_path / "voila.log"
+    command = [  # Voilà 0.5 asks for no token unless --token is given; root needs no flag
+        sys.executable,
+        "-m",
+        "voila",
+        "explorer.ipynb",
+        "--no-browser",
+        "--Voila.ip=127.0.0.1",
+        f"--Voila.port={port}",
+        "--Voila.port_retries=0",
+        "--show_tracebacks=True",
+    ]
+    process = _launch(command, root, env, log)
+    url = f"http://127.0.0.1:{port}"
+    try:  # a static file answers once the server listens, without starting a kernel
+        _wait_for_server(f"{url}/voila/static/voila.js", process, log, "Voilà")
+        yield url
+    finally:
+        _stop(process)
+
+
+def test_moving_epsilon_in_voila_changes_the_heatmap(voila: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = _chromium(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            page.goto(voila, timeout=WIDGET_SHOWN_S * 1000)  # Voilà runs the notebook first
+            heatmap = page.wait_for_selector(
+                "img.lrp-heatmap[src^='blob:']", timeout=WIDGET_SHOWN_S * 1000
+            )
+            before_src = heatmap.get_attribute("src")
+            before = bytes(heatmap.evaluate(READ_PNG))
+            assert before[:8] == b"\x89PNG\r\n\x1a\n"
+            slider = page.locator(".lrp-epsilon")
+            before_readout = slider.locator(".widget-readout").first.inner_text()
+
+            handle = slider.locator(".noUi-handle").first
+            handle.focus()
+            for _ in range(10):  # ten steps of ε to the right, as a user with arrow keys
+                page.keyboard.press("ArrowRight")
+            page.wait_for_function(
+                "(old) => document.querySelector('img.lrp-heatmap').src !== old",
+                arg=before_src,
+                timeout=IMAGE_CHANGED_S * 1000,
+                polling=200,
+            )
+            after = bytes(page.locator("img.lrp-heatmap").first.evaluate(READ_PNG))
+            readout = slider.locator(".widget-readout").first.inner_text()
+        finally:
+            browser.close()
+    assert after[:8] == b"\x89PNG\r\n\x1a\n"
+    assert after != before, "the heatmap's PNG did not change when ε moved"
+    assert float(readout) > float(before_readout), f"ε did not grow ({before_readout} → {readout})"
