@@ -34,7 +34,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from lrp_tutor import composites
+from lrp_tutor import composites, zoo
 from lrp_tutor.fast import explain
 from lrp_tutor.rules import Epsilon, Gamma, ZPlus
 
@@ -43,107 +43,11 @@ MEMORY_TARGET = 1.5
 
 
 # ----------------------------------------------------------------------------- models
-# torchvision's VGG16 and ResNet18 layouts (parameter names and block structure), used when
-# lrp_tutor.zoo does not provide builders.
-
-
-def _vgg16() -> nn.Module:
-    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
-    layers: list[nn.Module] = []
-    channels = 3
-    for v in cfg:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2, 2))
-        else:
-            layers += [nn.Conv2d(channels, v, 3, padding=1), nn.ReLU(inplace=True)]
-            channels = v
-
-    class VGG(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.features = nn.Sequential(*layers)
-            self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-            self.classifier = nn.Sequential(
-                nn.Linear(512 * 7 * 7, 4096),
-                nn.ReLU(True),
-                nn.Dropout(),
-                nn.Linear(4096, 4096),
-                nn.ReLU(True),
-                nn.Dropout(),
-                nn.Linear(4096, 1000),
-            )
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = self.avgpool(self.features(x))
-            return self.classifier(torch.flatten(x, 1))
-
-    return VGG()
-
-
-class _BasicBlock(nn.Module):
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample=None) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample = downsample
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out += identity
-        return self.relu(out)
-
-
-def _resnet18() -> nn.Module:
-    class ResNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inplanes = 64
-            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-            self.bn1 = nn.BatchNorm2d(64)
-            self.relu = nn.ReLU(inplace=True)
-            self.maxpool = nn.MaxPool2d(3, 2, 1)
-            self.layer1 = self._make(64, 1)
-            self.layer2 = self._make(128, 2)
-            self.layer3 = self._make(256, 2)
-            self.layer4 = self._make(512, 2)
-            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-            self.fc = nn.Linear(512, 1000)
-
-        def _make(self, planes: int, stride: int) -> nn.Sequential:
-            downsample = None
-            if stride != 1 or self.inplanes != planes:
-                downsample = nn.Sequential(
-                    nn.Conv2d(self.inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
-                )
-            blocks = [_BasicBlock(self.inplanes, planes, stride, downsample)]
-            self.inplanes = planes
-            blocks.append(_BasicBlock(planes, planes))
-            return nn.Sequential(*blocks)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-            return self.fc(torch.flatten(self.avgpool(x), 1))
-
-    return ResNet()
 
 
 def build(name: str) -> tuple[nn.Module, str]:
-    """The zoo's builder if there is one, else the torchvision layout above."""
-    try:
-        from lrp_tutor import zoo
-
-        builder = getattr(zoo, name)
-        return builder(), "lrp_tutor.zoo"
-    except (ImportError, AttributeError):
-        return {"vgg16": _vgg16, "resnet18": _resnet18}[name](), "benchmark's own builder"
+    """VGG16 or ResNet18 with torchvision's layout, from lrp_tutor.zoo (random weights)."""
+    return getattr(zoo, name)(), "lrp_tutor.zoo"
 
 
 # ----------------------------------------------------------------------------- measuring

@@ -38,57 +38,8 @@ _MIDDLE = [f"features.{i}" for i in VGG16_CONVOLUTIONS[7:]]
 _TOP = ["classifier.0", "classifier.3", "classifier.6"]
 
 
-def _plain_vgg16() -> Any:
-    """torchvision's VGG-16 structure (same module names), built from plain torch.nn."""
-    from torch import nn
-
-    layers: list[nn.Module] = []
-    channels = 3
-    for width in (
-        64,
-        64,
-        "M",
-        128,
-        128,
-        "M",
-        256,
-        256,
-        256,
-        "M",
-        512,
-        512,
-        512,
-        "M",
-        512,
-        512,
-        512,
-        "M",
-    ):
-        if width == "M":
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-        else:
-            layers += [nn.Conv2d(channels, int(width), kernel_size=3, padding=1), nn.ReLU(True)]
-            channels = int(width)
-    model = nn.Module()
-    model.features = nn.Sequential(*layers)
-    model.avgpool = nn.AdaptiveAvgPool2d((7, 7))
-    model.classifier = nn.Sequential(
-        nn.Linear(512 * 7 * 7, 4096),
-        nn.ReLU(True),
-        nn.Dropout(),
-        nn.Linear(4096, 4096),
-        nn.ReLU(True),
-        nn.Dropout(),
-        nn.Linear(4096, 1000),
-    )
-    return model
-
-
 def _weighted_names(model: Any) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, WEIGHTED)]
-
-
-_EXPECTED_NAMES = [f"features.{i}" for i in VGG16_CONVOLUTIONS] + _TOP
 
 
 def vgg16_skeleton() -> Any:
@@ -103,15 +54,10 @@ def vgg16_skeleton() -> Any:
     """
     import torch
 
-    with torch.device("meta"):
-        try:
-            from ..zoo import vgg16  # type: ignore[attr-defined]
+    from ..zoo import vgg16
 
-            model = vgg16()
-        except Exception:  # the zoo's builder is missing or needs weights: build our own
-            model = None
-        if model is None or _weighted_names(model) != _EXPECTED_NAMES:
-            model = _plain_vgg16()
+    with torch.device("meta"):
+        model = vgg16()
     return model.eval()
 
 
