@@ -30,7 +30,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .store import load_into
+from .store import shipped_or_fresh
 
 
 def digits_mlp_architecture() -> nn.Sequential:
@@ -85,12 +85,6 @@ def mnist_cnn_architecture() -> nn.Sequential:
     )
 
 
-def _model(name: str, model: nn.Sequential, pretrained: bool, weights_dir: str | Path | None):
-    if pretrained:
-        return load_into(model, name, weights_dir)
-    return model.eval()
-
-
 def digits_mlp(pretrained: bool = True, weights_dir: str | Path | None = None) -> nn.Sequential:
     """The MLP for sklearn's 8×8 digits, trained (default) or freshly initialised.
 
@@ -105,19 +99,19 @@ def digits_mlp(pretrained: bool = True, weights_dir: str | Path | None = None) -
     -------
     nn.Sequential in eval mode, float32.
     """
-    return _model("digits_mlp", digits_mlp_architecture(), pretrained, weights_dir)
+    return shipped_or_fresh("digits_mlp", digits_mlp_architecture(), pretrained, weights_dir)
 
 
 def digits_cnn(pretrained: bool = True, weights_dir: str | Path | None = None) -> nn.Sequential:
     """The small CNN for sklearn's 8×8 digits (arguments as :func:`digits_mlp`)."""
-    return _model("digits_cnn", digits_cnn_architecture(), pretrained, weights_dir)
+    return shipped_or_fresh("digits_cnn", digits_cnn_architecture(), pretrained, weights_dir)
 
 
 def mnist_mlp(pretrained: bool = True, weights_dir: str | Path | None = None) -> nn.Sequential:
     """Montavon's 784-300-100-10 MLP for MNIST (arguments as :func:`digits_mlp`)."""
-    return _model("mnist_mlp", mnist_mlp_architecture(), pretrained, weights_dir)
+    return shipped_or_fresh("mnist_mlp", mnist_mlp_architecture(), pretrained, weights_dir)
 
 
 def mnist_cnn(pretrained: bool = True, weights_dir: str | Path | None = None) -> nn.Sequential:
     """The small CNN for MNIST 28×28 (arguments as :func:`digits_mlp`)."""
-    return _model("mnist_cnn", mnist_cnn_architecture(), pretrained, weights_dir)
+    return shipped_or_fresh("mnist_cnn", mnist_cnn_architecture(), pretrained, weights_dir)

@@ -97,3 +97,13 @@ def load_into(model: nn.Module, name: str, weights_dir: str | Path | None = None
             f"The weight file of '{name}' does not fit its architecture: {error}. {_FIX}"
         ) from error
     return model.float().eval()
+
+
+def shipped_or_fresh(
+    name: str, model: nn.Module, pretrained: bool, weights_dir: str | Path | None = None
+) -> nn.Module:
+    """``model`` with the verified shipped weights ``name`` (``pretrained``) or as initialised;
+    in eval mode either way."""
+    if pretrained:
+        return load_into(model, name, weights_dir)
+    return model.eval()

@@ -19,7 +19,7 @@ from pathlib import Path
 from torch import nn
 
 from .splits import TEXTURE_CLASSES
-from .store import load_into
+from .store import shipped_or_fresh
 
 __all__ = ["TEXTURE_CLASSES", "textures_cnn", "textures_cnn_architecture"]
 
@@ -52,7 +52,4 @@ def textures_cnn(pretrained: bool = True, weights_dir: str | Path | None = None)
     weights_dir : path, optional
         Read the weights and ``manifest.json`` from this folder instead of the shipped one.
     """
-    model = textures_cnn_architecture()
-    if pretrained:
-        return load_into(model, "textures_cnn", weights_dir)
-    return model.eval()
+    return shipped_or_fresh("textures_cnn", textures_cnn_architecture(), pretrained, weights_dir)
