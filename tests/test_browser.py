@@ -241,16 +241,7 @@ def test_moving_epsilon_in_jupyterlab_changes_the_heatmap(lab: tuple[str, str]) 
             output = page.locator(".jp-OutputArea-output").first.inner_text()
             assert "model:" in output
 
-            handle = page.locator(".lrp-epsilon .noUi-handle").first
-            handle.focus()
-            for _ in range(10):  # ten steps of ε to the right, as a user with arrow keys
-                page.keyboard.press("ArrowRight")
-            page.wait_for_function(
-                "(old) => document.querySelector('img.lrp-heatmap').src !== old",
-                arg=before_src,
-                timeout=IMAGE_CHANGED_S * 1000,
-                polling=200,
-            )
+            _move_epsilon(page, before_src)
             page.wait_for_function(KERNEL_IDLE, timeout=KERNEL_READY_S * 1000, polling=500)
             after = bytes(page.locator("img.lrp-heatmap").first.evaluate(READ_PNG))
             readout = page.locator(".lrp-epsilon .widget-readout").first.inner_text()
@@ -320,16 +311,7 @@ def test_moving_epsilon_in_voila_changes_the_heatmap(voila: str) -> None:
             slider = page.locator(".lrp-epsilon")
             before_readout = slider.locator(".widget-readout").first.inner_text()
 
-            handle = slider.locator(".noUi-handle").first
-            handle.focus()
-            for _ in range(10):  # ten steps of ε to the right, as a user with arrow keys
-                page.keyboard.press("ArrowRight")
-            page.wait_for_function(
-                "(old) => document.querySelector('img.lrp-heatmap').src !== old",
-                arg=before_src,
-                timeout=IMAGE_CHANGED_S * 1000,
-                polling=200,
-            )
+            _move_epsilon(page, before_src)
             after = bytes(page.locator("img.lrp-heatmap").first.evaluate(READ_PNG))
             readout = slider.locator(".widget-readout").first.inner_text()
         finally:
@@ -337,3 +319,16 @@ def test_moving_epsilon_in_voila_changes_the_heatmap(voila: str) -> None:
     assert after[:8] == b"\x89PNG\r\n\x1a\n"
     assert after != before, "the heatmap's PNG did not change when ε moved"
     assert float(readout) > float(before_readout), f"ε did not grow ({before_readout} → {readout})"
+
+
+def _move_epsilon(page, before_src: str) -> None:
+    """Ten steps of ε to the right with the arrow keys, as a user would; wait for a new image."""
+    page.locator(".lrp-epsilon .noUi-handle").first.focus()
+    for _ in range(10):
+        page.keyboard.press("ArrowRight")
+    page.wait_for_function(
+        "(old) => document.querySelector('img.lrp-heatmap').src !== old",
+        arg=before_src,
+        timeout=IMAGE_CHANGED_S * 1000,
+        polling=200,
+    )
