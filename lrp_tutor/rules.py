@@ -87,14 +87,24 @@ def _is_numpy(a: Any) -> bool:
     return isinstance(a, np.ndarray | np.generic)
 
 
-def positive(a: Array) -> Array:
-    """:math:`a^+ = \\max(a, 0)`."""
-    return a.clip(min=0)
+def _torch() -> Any:
+    import torch  # only the tensor branches need it
+
+    return torch
 
 
-def negative(a: Array) -> Array:
-    """:math:`a^- = \\min(a, 0)`."""
-    return a.clip(max=0)
+def positive(a: Array, out: Array | None = None) -> Array:
+    """:math:`a^+ = \\max(a, 0)`, written into ``out`` when given (same shape and kind)."""
+    if out is None:
+        return a.clip(min=0)
+    return np.clip(a, 0, None, out=out) if _is_numpy(a) else _torch().clamp(a, min=0, out=out)
+
+
+def negative(a: Array, out: Array | None = None) -> Array:
+    """:math:`a^- = \\min(a, 0)`, written into ``out`` when given (same shape and kind)."""
+    if out is None:
+        return a.clip(max=0)
+    return np.clip(a, None, 0, out=out) if _is_numpy(a) else _torch().clamp(a, max=0, out=out)
 
 
 def identity(a: Array) -> Array:

@@ -106,13 +106,16 @@ def folded(net: nn.Sequential) -> nn.Sequential:
     return nn.Sequential(*layers).eval()
 
 
+@pytest.mark.parametrize("batch", [1, 12])
 @pytest.mark.parametrize("positive", [False, True], ids=["any scale", "positive scale"])
 @pytest.mark.parametrize("rule", RULES + [composites.epsilon_plus_flat()], ids=repr)
-def test_explaining_with_batchnorm_is_explaining_the_folded_network(rule, positive):
-    # a positive BatchNorm scale acts on the outputs (ρ(λw) = λρ(w)), any other on the weights
+def test_explaining_with_batchnorm_is_explaining_the_folded_network(rule, positive, batch):
+    # a positive BatchNorm scale acts on the outputs (ρ(λw) = λρ(w)) where the activations
+    # are smaller than the weight (batch 1: the second conv and the dense layer), otherwise
+    # on the weights (batch 12: every layer)
     net = conv_bn_net(positive=positive)
     reference = folded(net)
-    x = torch.randn(3, 3, 8, 8, dtype=f64)
+    x = torch.randn(batch, 3, 8, 8, dtype=f64)
     kw = {"composite": rule} if isinstance(rule, composites.Composite) else {"rule": rule}
     e = explain(net, x, **kw)
     r = explain(reference, x, **kw)

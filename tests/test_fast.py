@@ -404,6 +404,53 @@ def test_large_dense_weights_are_modified_in_chunks(monkeypatch):
     torch.testing.assert_close(chunked.relevance, whole.relevance, rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("rule", [ZPlus(), AlphaBeta(2, 1)], ids=repr)
+def test_transient_modified_weights_share_one_buffer(monkeypatch, rule):
+    # one sample: every weight is larger than its activations, so each ρ(W) is written into
+    # the explanation's Scratch, one buffer per modifier for all layers, forward and backward;
+    # a batch of 40 keeps each layer's own ρ(W) instead: the relevance must not differ
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(6, 30), nn.ReLU(), nn.Linear(30, 5), nn.ReLU(), nn.Linear(5, 3))
+    model = model.double().eval()
+    x = torch.rand(40, 6, dtype=f64)
+    taken: list[tuple[object, int]] = []
+    take = maps.Scratch.take
+
+    def spy(self, rho, like):
+        out = take(self, rho, like)
+        taken.append((rho, out.untyped_storage().data_ptr()))
+        return out
+
+    monkeypatch.setattr(maps.Scratch, "take", spy)
+    batched = explain(model, x, rule=rule).relevance
+    assert taken == []  # activations larger than every weight: nothing transient
+    for k in range(len(x)):
+        taken.clear()
+        single = explain(model, x[k : k + 1], rule=rule).relevance
+        torch.testing.assert_close(single[0], batched[k], rtol=1e-12, atol=1e-15)
+        modifiers = {rho for rho, _ in taken}
+        assert len(taken) == 2 * 3 * len(modifiers)  # 3 layers, forward and backward
+        assert len(set(taken)) == len(modifiers)  # one buffer per modifier
+
+
+def test_each_relevance_tensor_is_summed_once_for_the_ledger(monkeypatch):
+    # Linear → ReLU → Linear: the seed, R at the ReLU's output (= the ReLU's input) and R at
+    # the input: three sums for six ledger entries
+    import lrp_tutor.fast.bookings as bookings
+
+    calls = []
+    real = bookings.per_sample_sum
+    monkeypatch.setattr(bookings, "per_sample_sum", lambda t: calls.append(t) or real(t))
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2)).double().eval()
+    e = explain(model, torch.randn(3, 4, dtype=f64), rule=Epsilon(0.1))
+    assert len(calls) == 3
+    assert e.ledger.holds(1e-10)
+    assert e.ledger[1].relevance_in.tolist() == e.ledger[1].relevance_out.tolist()
+    torch.testing.assert_close(
+        torch.from_numpy(e.ledger[0].relevance_in), e.relevance.sum(1), rtol=1e-12, atol=0
+    )
+
+
 def test_pass_rule():
     model = nn.Sequential(nn.Linear(3, 3), nn.ReLU(), nn.Linear(3, 2)).double().eval()
     x = torch.randn(2, 3, dtype=f64)

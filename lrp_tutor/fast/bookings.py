@@ -2,8 +2,9 @@ r"""Book-keeping during the modified backward pass: one :class:`Booking` per lay
 
 Every layer's backward writes what it received, :math:`\sum_j R_j`, what it passed on,
 :math:`\sum_i R_i`, and what its bias and its stabiliser absorbed, as per-sample tensors on
-the model's device (no transfer per layer). :meth:`Recorder.ledger` turns them into a
-:class:`~lrp_tutor.ledger.Ledger` in forward order once the pass is over.
+the model's device, in its dtype (no transfer or conversion per layer). Once the pass is
+over, :meth:`Recorder.ledger` turns them into a float64 :class:`~lrp_tutor.ledger.Ledger`
+in forward order.
 
 Examples
 --------
@@ -25,12 +26,44 @@ from torch import Tensor
 
 from ..ledger import Ledger, LedgerEntry
 
-__all__ = ["Booking", "Recorder", "per_sample_sum"]
+__all__ = ["Booking", "Recorder", "Sums", "per_sample_sum"]
 
 
 def per_sample_sum(t: Tensor) -> Tensor:
-    """:math:`\\sum` over everything but the batch dimension (as float64)."""
-    return t.reshape(t.shape[0], -1).sum(1).to(torch.float64)
+    """:math:`\\sum` over everything but the batch dimension."""
+    return t.reshape(t.shape[0], -1).sum(1)
+
+
+def _same_data(a: Tensor, b: Tensor) -> bool:
+    """Whether ``a`` and ``b`` are the same contiguous memory, unchanged (views alike)."""
+    return (
+        a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+        and a.storage_offset() == b.storage_offset()
+        and a.numel() == b.numel()
+        and a.dtype == b.dtype
+        and a.is_contiguous()
+        and b.is_contiguous()
+        and a._version == b._version
+    )
+
+
+class Sums:
+    """Per-sample sums of relevance tensors, the last one remembered.
+
+    What a layer passes on, :math:`R_i`, is what the layer below receives as its
+    :math:`R_j` (reshaped at most), so the two books share one sum. The last tensor is held
+    until the next one comes, so its memory cannot be reused by another tensor meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._last: tuple[Tensor, Tensor] | None = None
+
+    def __call__(self, t: Tensor) -> Tensor:
+        if self._last is not None and _same_data(t, self._last[0]):
+            return self._last[1]
+        total = per_sample_sum(t)
+        self._last = (t, total)
+        return total
 
 
 @dataclass
@@ -41,6 +74,7 @@ class Booking:
     label: str
     order: float
     keep: bool
+    sums: Sums = field(default_factory=Sums, repr=False)
     relevance_out: Tensor | None = None
     relevance_in: Tensor | None = None
     bias: Tensor | None = None
@@ -54,14 +88,21 @@ class Booking:
         bias: Tensor | None = None,
         stabilizer: Tensor | None = None,
     ) -> None:
-        """Record :math:`R_{out}`, :math:`R_{in}` and the absorbed relevance of this call."""
-        n = r_out.shape[0]
-        zero = torch.zeros(n, dtype=torch.float64, device=r_out.device)
+        """Record :math:`R_{out}`, :math:`R_{in}` and the absorbed relevance of this call
+        (None: nothing absorbed)."""
         parts = r_in if isinstance(r_in, tuple) else (r_in,)
-        self.relevance_out = per_sample_sum(r_out)
-        self.relevance_in = sum((per_sample_sum(r) for r in parts), zero)
-        self.bias = zero if bias is None else bias
-        self.stabilizer = zero if stabilizer is None else stabilizer
+        self.relevance_out = self.sums(r_out)
+        self.relevance_in = self.sums(parts[0])
+        for r in parts[1:]:
+            self.relevance_in = self.relevance_in + self.sums(r)
+        self.bias, self.stabilizer = bias, stabilizer
+        if self.keep:
+            self.relevance = r_in
+
+    def book_unchanged(self, r_out: Tensor, r_in: Tensor) -> None:
+        """Record a layer that passes relevance on unchanged (``r_in`` is ``r_out`` reshaped):
+        :math:`\\sum_i R_i = \\sum_j R_j`, summed once."""
+        self.relevance_out = self.relevance_in = self.sums(r_out)
         if self.keep:
             self.relevance = r_in
 
@@ -77,6 +118,7 @@ class Recorder:
         self.keep_layers = keep_layers
         self.bookings: list[Booking] = []
         self._calls: dict[str, int] = {}
+        self._sums = Sums()  # shared by the bookings of one backward pass
 
     def new(self, name: str, kind: str, order: float | None = None) -> Booking:
         """A booking for the next call of module ``name``; repeated calls get ``#2``, ``#3``…"""
@@ -85,7 +127,7 @@ class Recorder:
         self._calls[name] = count
         key = name if count == 1 else f"{name}#{count}"
         order = float(len(self.bookings)) if order is None else order
-        booking = Booking(key, f"{key} ({kind})", order, self.keep_layers)
+        booking = Booking(key, f"{key} ({kind})", order, self.keep_layers, self._sums)
         self.bookings.append(booking)
         return booking
 
@@ -97,9 +139,13 @@ class Recorder:
         booked = self._booked()
         if not booked:
             return Ledger([])
-        values = torch.stack(
-            [torch.stack([b.relevance_out, b.relevance_in, b.bias, b.stabilizer]) for b in booked]
-        ).cpu()
+        zero = torch.zeros_like(booked[0].relevance_out)
+        columns = [
+            zero if v is None else v.to(zero.dtype)
+            for b in booked
+            for v in (b.relevance_out, b.relevance_in, b.bias, b.stabilizer)
+        ]
+        values = torch.stack(columns).to(torch.float64).cpu().view(len(booked), 4, -1)
         entries = [
             LedgerEntry(b.label, *(v.numpy() for v in row))
             for b, row in zip(booked, values, strict=True)

@@ -25,7 +25,7 @@ Examples
 >>> from lrp_tutor.rules import LRP0
 >>> x = torch.tensor([[1.0, 3.0]], requires_grad=True)
 >>> layer = DenseMap(torch.tensor([[1.0, 1.0]]), None)
->>> z = WeightedRule.apply(x, x.detach() @ layer.weight.T, layer, LRP0().parts,
+>>> z = WeightedRule.apply(x, x.detach() @ layer.base.T, layer, LRP0().parts,
 ...                        Recorder(False).new("0", "Linear"))
 >>> torch.autograd.grad(z, x, torch.tensor([[4.0]]))[0]   # R_i = x_i / z · R
 tensor([[1., 3.]])
@@ -33,6 +33,7 @@ tensor([[1., 3.]])
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -86,14 +87,19 @@ def complementary(parts: Sequence[Part]) -> bool:
     return len(pairs) == 4 and set(pairs) == full and biases == {positive, negative}
 
 
+@functools.cache
+def _one(dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.ones((), dtype=dtype, device=device)
+
+
 def _ratio(r: Tensor, z: Tensor, part: Part) -> tuple[Tensor, Tensor | None]:
     r""":math:`s = c_p R / \mathrm{stab}(z)` (0 where the denominator is 0, ε = 0), and
     :math:`\mathrm{sign}(z)` with sign(0) = +1 (for ε > 0; None for ε = 0)."""
     if part.epsilon > 0:
         # sign(z) with sign(0) = +1 (−0.0 gets −1, but only sums of zeros are −0.0: such a
         # neuron sends no messages, and ε absorbs its c_p·R_j with either sign)
-        sign = torch.copysign(z.new_ones(()), z)
-        den = torch.addcmul(z, sign, z.new_tensor(part.epsilon))  # stab(z) = z + ε·sign(z)
+        sign = torch.copysign(_one(z.dtype, z.device), z)
+        den = torch.add(z, sign, alpha=part.epsilon)  # stab(z) = z + ε·sign(z)
         s = torch.div(r, den, out=den) if den.shape == r.shape else r / den
     else:
         sign = None
@@ -104,10 +110,10 @@ def _ratio(r: Tensor, z: Tensor, part: Part) -> tuple[Tensor, Tensor | None]:
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
-    """:math:`\\sum_j a_j b_j` per sample (float64)."""
+    """:math:`\\sum_j a_j b_j` per sample."""
     if a.shape == b.shape:
         n = a.shape[0]
-        return torch.linalg.vecdot(a.reshape(n, -1), b.reshape(n, -1)).to(torch.float64)
+        return torch.linalg.vecdot(a.reshape(n, -1), b.reshape(n, -1))
     return per_sample_sum(a * b)
 
 
@@ -153,7 +159,7 @@ class WeightedRule(torch.autograd.Function):
             zs.append(z)
         if value is None:  # αβ: z⁺ + z⁻ = z
             value = zs[0] + zs[1]
-        layer.release(unless_smaller_than=value.numel())
+        layer.release(after_forward=True)
         ctx.layer, ctx.parts, ctx.booking, ctx.nonneg = layer, parts, booking, nonneg
         ctx.save_for_backward(x, *zs)
         return value
@@ -194,7 +200,7 @@ class PassThrough(torch.autograd.Function):
     @staticmethod
     def backward(ctx, r: Tensor):
         r_in = r.reshape(ctx.shape)
-        ctx.booking.book(r, r_in)
+        ctx.booking.book_unchanged(r, r_in)
         return r_in, None, None
 
 
@@ -281,8 +287,9 @@ class SumRule(torch.autograd.Function):
             for term, w in zip(part.terms, ws, strict=True):
                 if w == 0:
                     continue
+                sw = s if w == 1 else s * w  # ρ(1) s_j
                 for k, a in enumerate(inputs):
-                    r_ins[k] = _add(r_ins[k], term.input(a) * (s * w))
+                    r_ins[k] = _add(r_ins[k], term.input(a) * sw)
             stab = _add(stab, _stabilizer_absorbed(r, s, z, sign, part))
         pairs = zip(inputs, r_ins, strict=True)
         grads = tuple(torch.zeros_like(a) if g is None else g for a, g in pairs)

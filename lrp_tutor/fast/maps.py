@@ -37,14 +37,17 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from ..errors import UnsupportedLayerError
-from ..rules import identity, ones_like
+from ..rules import identity, negative, ones_like, positive
 
-__all__ = ["LinearMap", "DenseMap", "ConvMap", "PoolMap", "make_map"]
+__all__ = ["LinearMap", "DenseMap", "ConvMap", "PoolMap", "Scratch", "make_map"]
 
 Rho = Callable[[Any], Any]
 
 CHUNK = 1 << 22
 """Dense weights larger than this many entries are modified in row chunks (bounded memory)."""
+
+WRITES_INTO: frozenset[Rho] = frozenset({positive, negative})
+"""Weight modifiers that take ``out=``: their ρ(W) can be written into :class:`Scratch`."""
 
 _PROBE = (-1e3, -7.0, -1.0, -0.3, -1e-3, 0.0, 1e-3, 0.3, 1.0, 7.0, 1e3)
 _HOMOGENEOUS: dict[Rho, bool] = {}
@@ -69,6 +72,35 @@ def homogeneous(rho: Rho) -> bool:
     return _HOMOGENEOUS[rho]
 
 
+class Scratch:
+    """Memory for modified weights :math:`\\rho(W)` that one explanation reuses layer by layer.
+
+    A layer whose weight is larger than its activations computes :math:`\\rho(W)` in its
+    forward, uses it and forgets it, and computes it again in its backward. Written into one
+    buffer per modifier, these weights cost no fresh memory per layer (on a CPU, fresh memory
+    is paid in page faults, about as much as the clipping itself). Layers run one after
+    another, so a buffer is never needed by two layers at once. The buffers live as long as
+    the explanation.
+
+    >>> scratch = Scratch()
+    >>> w = torch.tensor([[-1.0, 2.0]])
+    >>> scratch.take(positive, w).shape
+    torch.Size([1, 2])
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[Rho, torch.dtype, torch.device], Tensor] = {}
+
+    def take(self, rho: Rho, like: Tensor) -> Tensor:
+        """A tensor shaped like ``like`` for ρ's result; its values are overwritten."""
+        key = (rho, like.dtype, like.device)
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.numel() < like.numel():
+            buffer = like.new_empty(like.numel())
+            self._buffers[key] = buffer
+        return buffer[: like.numel()].view(like.shape)
+
+
 class LinearMap:
     """A layer seen as :math:`z = \\rho(W)^\\top x + \\rho(b)`; subclasses fill in the ops."""
 
@@ -85,7 +117,7 @@ class LinearMap:
         """:math:`\\rho(b)` as a vector over output channels, or None without a bias."""
         return None
 
-    def release(self, unless_smaller_than: int | None = None) -> None:
+    def release(self, after_forward: bool = False) -> None:
         """Forget what was kept for the backward pass."""
 
     def add_bias(self, z: Tensor, rho: Rho) -> Tensor:
@@ -106,7 +138,7 @@ class LinearMap:
             per_channel = s.flatten(2).sum(2) if s.ndim > 2 else s
         else:  # (N, *, C)
             per_channel = s.reshape(s.shape[0], -1, s.shape[-1]).sum(1)
-        return (per_channel @ b).to(torch.float64)
+        return per_channel @ b
 
 
 class _Weighted(LinearMap):
@@ -114,35 +146,46 @@ class _Weighted(LinearMap):
 
     A merged BatchNorm makes the weight :math:`w'_{ij} = \lambda_j w_{ij}`. Where
     :math:`\rho(\lambda_j w_{ij}) = \lambda_j \rho(w_{ij})` (λ > 0 and ρ positively
-    homogeneous: the identity, :math:`w^+`, :math:`w^-`, γ) the scale is applied per output
-    channel, to the outputs rather than to the weights: :math:`z = \lambda \odot
-    (\rho(W)^\top x)`, :math:`c = \rho(W)(\lambda \odot s)`; otherwise :math:`\rho(W')`
-    is computed.
+    homogeneous: the identity, :math:`w^+`, :math:`w^-`, γ) and the batch's activations are
+    smaller than the weight, the scale is applied per output channel, to the outputs rather
+    than to the weights: :math:`z = \lambda \odot (\rho(W)^\top x)`,
+    :math:`c = \rho(W)(\lambda \odot s)`; otherwise :math:`\rho(W')` is computed once.
+    Both give the same numbers; the cheaper one is chosen.
     """
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, scale: Tensor | None) -> None:
+    def __init__(
+        self,
+        weight: Tensor,
+        bias: Tensor | None,
+        scale: Tensor | None,
+        activations: int = 0,
+        scratch: Scratch | None = None,
+    ) -> None:
         self.base, self._bias, self.scale = weight, bias, scale
+        self.activations = activations  # entries of this call's input x
+        self.scratch = scratch
         self._positive: bool | None = None
         self._kept: dict[Rho, Tensor] = {}  # ρ(W) of this call, shared by forward and backward
-
-    def release(self, unless_smaller_than: int | None = None) -> None:
-        """Forget the modified weights of this call: after its backward, or after its
-        forward when they are larger than ``unless_smaller_than`` entries (the layer's
-        output), so that keeping them never costs more memory than an activation."""
-        if unless_smaller_than is None or self.base.numel() > unless_smaller_than:
-            self._kept.clear()
+        self._biases: dict[Rho, Tensor] = {}
 
     @property
-    def weight(self) -> Tensor:
-        """The layer's weight :math:`W'` (with the BatchNorm scale merged in; not kept)."""
-        if self.scale is None:
-            return self.base
-        return self.base * self.scale.view((-1,) + (1,) * (self.base.ndim - 1))
+    def transient(self) -> bool:
+        """Whether ρ(W) is computed again in the backward pass rather than kept: when the
+        weight is larger than the activations, keeping it would cost more memory than the
+        layer's input does."""
+        return self.base.numel() > self.activations
+
+    def release(self, after_forward: bool = False) -> None:
+        """Forget the modified weights of this call: after its backward, and after its
+        forward when they are :attr:`transient`."""
+        if not after_forward or self.transient:
+            self._kept.clear()
 
     def _on_outputs(self, rho: Rho) -> bool:
         """Whether :math:`\\rho(\\lambda W) = \\lambda\\rho(W)`: a positive scale and a
-        positively homogeneous ρ (identity, clipping, γ), so the scale can act on outputs."""
-        if self.scale is None or rho is ones_like:
+        positively homogeneous ρ (identity, clipping, γ), so the scale can act on outputs,
+        and whether that is cheaper: a :attr:`transient` weight, larger than the activations."""
+        if self.scale is None or rho is ones_like or not self.transient:
             return False
         if self._positive is None:
             self._positive = bool((self.scale > 0).all())
@@ -163,11 +206,29 @@ class _Weighted(LinearMap):
         if rho is identity and self.scale is None:
             return self.base
         if rho not in self._kept:
-            self._kept[rho] = rho(self.base) if self._on_outputs(rho) else rho(self.weight)
+            self._kept[rho] = self._modified(rho, self.base, self.scale)
         return self._kept[rho]
 
+    def _modified(self, rho: Rho, base: Tensor, scale: Tensor | None) -> Tensor:
+        """:math:`\\rho(W)` or :math:`\\rho(W')` of ``base`` (rows of the weight) and the
+        ``scale`` of those rows; written into :class:`Scratch` when it is transient."""
+        if scale is not None and self._on_outputs(rho):
+            scale = None  # the scale acts on the outputs
+        shape = (-1,) + (1,) * (base.ndim - 1)
+        if self.scratch is None or not self.transient or rho not in WRITES_INTO:
+            return rho(base if scale is None else base * scale.view(shape))
+        out = self.scratch.take(rho, base)
+        if scale is not None:
+            base = torch.mul(base, scale.view(shape), out=out)
+        return rho(base, out=out)
+
     def bias(self, rho: Rho) -> Tensor | None:
-        return None if self._bias is None else rho(self._bias)
+        """:math:`\\rho(b)`, computed once per call."""
+        if self._bias is None:
+            return None
+        if rho not in self._biases:
+            self._biases[rho] = rho(self._bias)
+        return self._biases[rho]
 
 
 class DenseMap(_Weighted):
@@ -175,19 +236,26 @@ class DenseMap(_Weighted):
 
     channel_dim = -1
 
-    def __init__(self, weight: Tensor, bias: Tensor | None, scale: Tensor | None = None) -> None:
-        super().__init__(weight, bias, scale)
+    def __init__(
+        self,
+        weight: Tensor,
+        bias: Tensor | None,
+        scale: Tensor | None = None,
+        activations: int = 0,
+        scratch: Scratch | None = None,
+    ) -> None:
+        super().__init__(weight, bias, scale, activations, scratch)
 
     def _chunks(self, rho: Rho):
         """(rows, ρ(W[rows])) in pieces small enough to keep the modified weight's memory low."""
         if rho is identity or self.base.numel() <= CHUNK:
             yield slice(None), self._rho_weight(rho)
             return
-        w = self.weight
-        step = max(1, CHUNK // w.shape[1])
-        for start in range(0, w.shape[0], step):
+        step = max(1, CHUNK // self.base.shape[1])
+        for start in range(0, self.base.shape[0], step):
             rows = slice(start, start + step)
-            yield rows, rho(w[rows])
+            scale = None if self.scale is None else self.scale[rows]
+            yield rows, self._modified(rho, self.base[rows], scale)
 
     def forward(self, x: Tensor, rho: Rho) -> Tensor:
         if rho is ones_like:  # every output sees Σ_i x_i
@@ -216,8 +284,10 @@ class ConvMap(_Weighted):
         bias: Tensor | None,
         name: str,
         scale: Tensor | None = None,
+        activations: int = 0,
+        scratch: Scratch | None = None,
     ) -> None:
-        super().__init__(weight, bias, scale)
+        super().__init__(weight, bias, scale, activations, scratch)
         self.dims = weight.ndim - 2
         if module.padding_mode != "zeros":
             raise UnsupportedLayerError(
@@ -389,8 +459,10 @@ def make_map(
     name: str,
     x: Tensor,
     merged: tuple[Tensor, Tensor] | None = None,
+    scratch: Scratch | None = None,
 ) -> LinearMap:
-    """The :class:`LinearMap` of ``module``; ``merged`` = (scale λ, bias b') of a BatchNorm."""
+    """The :class:`LinearMap` of ``module``; ``merged`` = (scale λ, bias b') of a BatchNorm;
+    ``scratch`` the memory for its transient modified weights."""
     if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d):
         w = module.weight.detach()
         if merged is None:
@@ -398,6 +470,6 @@ def make_map(
         else:
             scale, b = merged
         if isinstance(module, nn.Linear):
-            return DenseMap(w, b, scale)
-        return ConvMap(module, w, b, name, scale)
+            return DenseMap(w, b, scale, x.numel(), scratch)
+        return ConvMap(module, w, b, name, scale, x.numel(), scratch)
     return PoolMap(module, x.shape, x)

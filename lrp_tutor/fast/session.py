@@ -42,7 +42,7 @@ from .functions import (
     saved_indices,
 )
 from .graph import check_graph
-from .maps import make_map
+from .maps import Scratch, make_map
 from .modules import Concat, Sum
 
 __all__ = ["Session", "ACTIVATIONS", "PASSING", "MAXPOOLS", "SUPPORTED"]
@@ -165,6 +165,7 @@ class Session:
         self.stack: list[str] = []
         self.handles: list[Any] = []
         self.own_output: dict[nn.Module, tuple[Any, int]] = {}  # before the user's hooks
+        self.scratch = Scratch()  # modified weights, reused layer by layer
 
     # ---------------------------------------------------------------- context manager
 
@@ -257,7 +258,7 @@ class Session:
                 if isinstance(output, Tensor) and output.grad_fn is not None:
                     self.raw[output.grad_fn] = module
                 return None
-            layer = make_map(module, name, x)
+            layer = make_map(module, name, x, scratch=self.scratch)
             return self._weighted(x, value, layer, self._rule(name, module), name, kind)
         if isinstance(module, BATCHNORMS):
             return self._batchnorm(module, name, args[0], output)
@@ -324,7 +325,7 @@ class Session:
             self.merged[layer] = batchnorm_affine(layer, bn, name)
         layer_x, _, skipped = pending
         kind = f"{type(layer).__name__}+{type(bn).__name__}"
-        merged = make_map(layer, layer_name, layer_x, self.merged[layer])
+        merged = make_map(layer, layer_name, layer_x, self.merged[layer], self.scratch)
         value = None if skipped else output
         rule = self._rule(layer_name, layer)
         out = self._weighted(layer_x, value, merged, rule, layer_name, kind)
