@@ -243,6 +243,11 @@ def test_fast_path_agrees_with_stepper_and_oracle_layer_by_layer(make, seed, rul
             assert np.allclose(ours, theirs, rtol=0, atol=TOL * scale), (step.name, ours, theirs)
             assert np.allclose(ours, rows[step.name], rtol=0, atol=TOL * scale), step.name
     assert e.ledger.holds(TOL)
+    # in a larger batch the weights are handled otherwise (kept instead of computed again,
+    # products of signed inputs stacked into one), never the relevance of a sample
+    more = torch.cat([x, torch.randn(14, *shape, dtype=f64)])
+    big = explain(model, more, composite=composite, init=init)
+    _close(big.relevance[:2], e.relevance, "the same samples in a batch of 16")
 
 
 def test_oracle_is_not_trivially_equal_to_the_fast_path():

@@ -14,8 +14,12 @@ steps, for each part *p* of the rule:
     c^p_t = \rho_t(W)\, s^p, \quad
     R_{in} = \sum_p \sum_t \phi_t(x) \odot c^p_t .
 
-The third step is a transposed matmul or convolution. Each backward also books its layer's
-ledger entry (Σ R_out, Σ R_in, what bias and ε absorbed) from tensors it already holds.
+The third step is a transposed matmul or convolution. Where the terms take several inputs
+(:math:`x^+` and :math:`x^-` of a signed input, z^B's *x*, *l* and *h*) and the weight is
+small, the first and third steps each run as one product with a block weight
+(:meth:`~lrp_tutor.fast.maps.DenseMap.block`) instead of one per term. Each backward also
+books its layer's ledger entry (Σ R_out, Σ R_in, what bias and ε absorbed) from tensors it
+already holds.
 
 Examples
 --------
@@ -92,6 +96,37 @@ def _one(dtype: torch.dtype, device: torch.device) -> Tensor:
     return torch.ones((), dtype=dtype, device=device)
 
 
+def _stacking(parts: Sequence[Part], nonneg: bool) -> tuple[list, list[list]] | None:
+    r"""The plan for computing all products of a layer at once, or None.
+
+    The inputs :math:`\phi_k` that enter the rule's terms (those that do not vanish), and for
+    each part *p* the weight modifier :math:`\rho_{pk}` of its term with input *k* (None if
+    it has none). Worth it where there are several inputs: the αβ and z⁺ rules on signed
+    inputs (:math:`x^+` and :math:`x^-`), z^B (:math:`x`, *l* and *h*).
+    """
+    inputs: list = []
+    for part in parts:
+        for term in part.terms:
+            if term.input is ones_like or (term.input is negative and nonneg):
+                continue
+            if term.input not in inputs:
+                inputs.append(term.input)
+    if len(inputs) < 2 or any(t.input is ones_like for p in parts for t in p.terms):
+        return None
+    rhos = []
+    for part in parts:
+        row = [None] * len(inputs)
+        for term in part.terms:
+            if term.input is negative and nonneg:
+                continue
+            k = inputs.index(term.input)
+            if row[k] is not None:  # two terms with one input: computed apart
+                return None
+            row[k] = term.weight
+        rhos.append(row)
+    return inputs, rhos
+
+
 def _ratio(r: Tensor, z: Tensor, part: Part) -> tuple[Tensor, Tensor | None]:
     r""":math:`s = c_p R / \mathrm{stab}(z)` (0 where the denominator is 0, ε = 0), and
     :math:`\mathrm{sign}(z)` with sign(0) = +1 (for ε > 0; None for ε = 0)."""
@@ -142,25 +177,24 @@ class WeightedRule(torch.autograd.Function):
     def forward(ctx, x: Tensor, value: Tensor | None, layer: LinearMap, parts, booking: Booking):
         # value: the layer's own output, or None when the layer did not compute it (αβ)
         nonneg = _needs_sign(parts) and bool(x.amin() >= 0)
-        zs = []
-        for part in parts:
-            if part.is_plain and value is not None:
-                zs.append(value)  # the layer's own output: z_j = Σ_i x_i w_ij + b_j
-                continue
-            z = None
-            for term in part.terms:
-                inp = _term_input(term.input, x, nonneg)
-                if inp is not None:
-                    z = _add(z, layer.forward(inp, term.weight))  # Σ_i φ(x_i) ρ(w_ij)
-            if z is None:
-                z = layer.forward(torch.zeros_like(x), identity)
-            if part.bias is not zeros_like:
-                z = layer.add_bias(z, part.bias)  # + ρ(b_j)
-            zs.append(z)
+        plan = _stacking(parts, nonneg)
+        if value is not None and any(part.is_plain for part in parts):
+            plan = None  # the plain part is the layer's own output
+        if plan is not None and layer.stackable(plan[1]):
+            # all products in one: z^p = Σ_k ρ_pk(W)ᵀ φ_k(x), then + ρ(b_j)
+            inputs, rhos = plan
+            xs = [_term_input(phi, x, nonneg) for phi in inputs]
+            zs = layer.forward_stacked(xs, rhos)
+            for p, part in enumerate(parts):
+                if part.bias is not zeros_like:
+                    zs[p] = layer.add_bias(zs[p], part.bias)
+        else:
+            plan, zs = None, _products(x, value, layer, parts, nonneg)
         if value is None:  # αβ: z⁺ + z⁻ = z
             value = zs[0] + zs[1]
         layer.release(after_forward=True)
         ctx.layer, ctx.parts, ctx.booking, ctx.nonneg = layer, parts, booking, nonneg
+        ctx.plan = plan
         ctx.save_for_backward(x, *zs)
         return value
 
@@ -169,24 +203,53 @@ class WeightedRule(torch.autograd.Function):
         x, *zs = ctx.saved_tensors
         layer, nonneg = ctx.layer, ctx.nonneg
         r_in = bias = stab = None
+        ss = []
         for part, z in zip(ctx.parts, zs, strict=True):
             s, sign = _ratio(r, z, part)  # s_j = c_p R_j / stab(z_j)
-            for term in part.terms:
-                inp = _term_input(term.input, x, nonneg)
-                if inp is None:
-                    continue
-                c = layer.transpose(s, term.weight, x)  # c_i = Σ_j ρ(w_ij) s_j
-                if term.input is not ones_like:
-                    c = c.mul_(inp) if c.shape == inp.shape and c.is_contiguous() else inp * c
-                r_in = _add(r_in, c)  # R_i = Σ_t φ_t(x_i) c_i
+            if ctx.plan is not None:
+                ss.append(s)
+            else:
+                for term in part.terms:
+                    inp = _term_input(term.input, x, nonneg)
+                    if inp is None:
+                        continue
+                    c = layer.transpose(s, term.weight, x)  # c_i = Σ_j ρ(w_ij) s_j
+                    if term.input is not ones_like:
+                        c = c.mul_(inp) if c.shape == inp.shape and c.is_contiguous() else inp * c
+                    r_in = _add(r_in, c)  # R_i = Σ_t φ_t(x_i) c_i
             if part.bias is not zeros_like:
                 bias = _add(bias, layer.bias_absorbed(s, part.bias))
             stab = _add(stab, _stabilizer_absorbed(r, s, z, sign, part))
+        if ctx.plan is not None:  # c^k = Σ_p ρ_pk(W) s^p in one, R_i = Σ_k φ_k(x_i) c^k_i
+            inputs, rhos = ctx.plan
+            for phi, c in zip(inputs, layer.transpose_stacked(ss, rhos, x), strict=True):
+                r_in = _add(r_in, c.mul_(_term_input(phi, x, nonneg)))
         if r_in is None:
             r_in = torch.zeros_like(x)
         layer.release()
         ctx.booking.book(r, r_in, bias, stab)
         return r_in, None, None, None, None
+
+
+def _products(x: Tensor, value: Tensor | None, layer: LinearMap, parts, nonneg: bool):
+    """:math:`z^p_j = \\sum_t \\sum_i \\phi_t(x_i) \\rho_t(w_{ij}) + \\rho(b_j)` for each part,
+    one product per term (the layer's own output for a plain part)."""
+    zs = []
+    for part in parts:
+        if part.is_plain and value is not None:
+            zs.append(value)  # the layer's own output: z_j = Σ_i x_i w_ij + b_j
+            continue
+        z = None
+        for term in part.terms:
+            inp = _term_input(term.input, x, nonneg)
+            if inp is not None:
+                z = _add(z, layer.forward(inp, term.weight))  # Σ_i φ(x_i) ρ(w_ij)
+        if z is None:
+            z = layer.forward(torch.zeros_like(x), identity)
+        if part.bias is not zeros_like:
+            z = layer.add_bias(z, part.bias)  # + ρ(b_j)
+        zs.append(z)
+    return zs
 
 
 class PassThrough(torch.autograd.Function):

@@ -28,7 +28,7 @@ tensor([[1., 2.]])
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -120,6 +120,10 @@ class LinearMap:
     def release(self, after_forward: bool = False) -> None:
         """Forget what was kept for the backward pass."""
 
+    def stackable(self, rhos: Sequence[Sequence[Rho | None]]) -> bool:
+        """Whether :meth:`forward_stacked` can compute the products ``rhos`` at once."""
+        return False
+
     def add_bias(self, z: Tensor, rho: Rho) -> Tensor:
         """:math:`z + \\rho(b)`, the bias broadcast over the output."""
         b = self.bias(rho)
@@ -167,6 +171,7 @@ class _Weighted(LinearMap):
         self._positive: bool | None = None
         self._kept: dict[Rho, Tensor] = {}  # ρ(W) of this call, shared by forward and backward
         self._biases: dict[Rho, Tensor] = {}
+        self._blocks: dict[tuple, Tensor] = {}
 
     @property
     def transient(self) -> bool:
@@ -180,6 +185,42 @@ class _Weighted(LinearMap):
         forward when they are :attr:`transient`."""
         if not after_forward or self.transient:
             self._kept.clear()
+            self._blocks.clear()
+
+    stacks: bool = True  # whether the weight can be written as blocks (no groups)
+
+    def stackable(self, rhos: Sequence[Sequence[Rho | None]]) -> bool:
+        """Whether one product with the block weight of :meth:`block` is worth it: a weight
+        small next to the activations (not :attr:`transient`, at most ``CHUNK`` entries), any
+        BatchNorm scale merged into it, and no flat modifier."""
+        used = [rho for row in rhos for rho in row if rho is not None]
+        return (
+            self.stacks
+            and not self.transient
+            and self.base.numel() <= CHUNK
+            and all(rho is not ones_like and not self._on_outputs(rho) for rho in used)
+        )
+
+    def block(self, rhos: Sequence[Sequence[Rho | None]]) -> Tensor:
+        r"""The weights of several parts *p* and inputs *k* as one matrix (one kernel):
+        block (p, k) is :math:`\rho_{pk}(W)`, or zero where part *p* has no term with input *k*.
+
+        Then :math:`[z^1; z^2; \ldots] = B\,[\phi_1(x); \phi_2(x); \ldots]`: every product
+        of a signed input in one call, and its transpose too.
+
+        >>> from lrp_tutor.rules import negative, positive
+        >>> DenseMap(torch.tensor([[1.0, -2.0]]), None).block([[positive, negative]])
+        tensor([[ 1.,  0.,  0., -2.]])
+        """
+        key = tuple(map(tuple, rhos))
+        if key not in self._blocks:
+            zero = torch.zeros_like(self.base)
+            rows = [
+                torch.cat([zero if rho is None else self._rho_weight(rho) for rho in row], 1)
+                for row in rhos
+            ]
+            self._blocks[key] = torch.cat(rows, 0)
+        return self._blocks[key]
 
     def _on_outputs(self, rho: Rho) -> bool:
         """Whether :math:`\\rho(\\lambda W) = \\lambda\\rho(W)`: a positive scale and a
@@ -263,6 +304,21 @@ class DenseMap(_Weighted):
         parts = [F.linear(x, w) for _, w in self._chunks(rho)]
         return self._scaled(parts[0] if len(parts) == 1 else torch.cat(parts, -1), rho)
 
+    def forward_stacked(
+        self, xs: Sequence[Tensor], rhos: Sequence[Sequence[Rho | None]]
+    ) -> list[Tensor]:
+        """:math:`z^p = \\sum_k \\phi_k(x)\\,\\rho_{pk}(W)^\\top` for every part *p*, in one
+        product with :meth:`block`."""
+        z = F.linear(torch.cat(list(xs), -1), self.block(rhos))
+        return list(z.chunk(len(rhos), -1))
+
+    def transpose_stacked(
+        self, ss: Sequence[Tensor], rhos: Sequence[Sequence[Rho | None]], x: Tensor
+    ) -> list[Tensor]:
+        """:math:`c^k = \\sum_p s^p\\,\\rho_{pk}(W)` for every input *k*, in one product."""
+        c = torch.cat(list(ss), -1) @ self.block(rhos)
+        return list(c.chunk(len(rhos[0]), -1))
+
     def transpose(self, s: Tensor, rho: Rho, x: Tensor) -> Tensor:
         if rho is ones_like:
             return s.sum(-1, keepdim=True).expand(*s.shape[:-1], x.shape[-1])
@@ -296,6 +352,39 @@ class ConvMap(_Weighted):
             )
         self.stride, self.dilation, self.groups = module.stride, module.dilation, module.groups
         self.padding = _numeric_padding(module, name)
+        self.stacks = self.groups == 1
+
+    def forward_stacked(
+        self, xs: Sequence[Tensor], rhos: Sequence[Sequence[Rho | None]]
+    ) -> list[Tensor]:
+        """:math:`z^p = \\sum_k \\rho_{pk}(W) \\star \\phi_k(x)` for every part *p*, in one
+        convolution with :meth:`block` (the inputs stacked along the channels)."""
+        conv = F.conv1d if self.dims == 1 else F.conv2d
+        w = self.block(rhos)
+        z = conv(torch.cat(list(xs), 1), w, None, self.stride, self.padding, self.dilation)
+        return list(z.chunk(len(rhos), 1))
+
+    def transpose_stacked(
+        self, ss: Sequence[Tensor], rhos: Sequence[Sequence[Rho | None]], x: Tensor
+    ) -> list[Tensor]:
+        """:math:`c^k` for every input *k*: one transposed convolution of the stacked
+        :math:`s^p` with :meth:`block`."""
+        w = self.block(rhos)
+        like = x.new_empty(1).expand(x.shape[0], w.shape[1], *x.shape[2:])  # its shape only
+        c = torch.ops.aten.convolution_backward(
+            torch.cat(list(ss), 1),
+            like,
+            w,
+            None,
+            self.stride,
+            self.padding,
+            self.dilation,
+            False,
+            [0] * self.dims,
+            1,
+            [True, False, False],
+        )[0]
+        return list(c.chunk(len(rhos[0]), 1))
 
     def forward(self, x: Tensor, rho: Rho) -> Tensor:
         conv = F.conv1d if self.dims == 1 else F.conv2d
