@@ -371,19 +371,7 @@ class ConvMap(_Weighted):
         :math:`s^p` with :meth:`block`."""
         w = self.block(rhos)
         like = x.new_empty(1).expand(x.shape[0], w.shape[1], *x.shape[2:])  # its shape only
-        c = torch.ops.aten.convolution_backward(
-            torch.cat(list(ss), 1),
-            like,
-            w,
-            None,
-            self.stride,
-            self.padding,
-            self.dilation,
-            False,
-            [0] * self.dims,
-            1,
-            [True, False, False],
-        )[0]
+        c = self._transposed(torch.cat(list(ss), 1), w, like, 1)
         return list(c.chunk(len(rhos[0]), 1))
 
     def forward(self, x: Tensor, rho: Rho) -> Tensor:
@@ -399,10 +387,15 @@ class ConvMap(_Weighted):
         s = self._scaled(s, rho)
         if s.shape[0] != x.shape[0]:
             s = s.expand(x.shape[0], *s.shape[1:])
-        # the input gradient of a convolution is its transpose applied to s
+        return self._transposed(s, w, x, self.groups)
+
+    def _transposed(self, s: Tensor, w: Tensor, like: Tensor, groups: int) -> Tensor:
+        """The transposed convolution with kernel ``w`` applied to ``s``: the input gradient
+        of the convolution at an input shaped like ``like`` (only its shape matters; the real
+        input is a little faster than an expanded stand-in, which is copied)."""
         return torch.ops.aten.convolution_backward(
             s.contiguous(),
-            x,
+            like,
             w,
             None,
             self.stride,
@@ -410,7 +403,7 @@ class ConvMap(_Weighted):
             self.dilation,
             False,
             [0] * self.dims,
-            self.groups,
+            groups,
             [True, False, False],
         )[0]
 
