@@ -33,6 +33,7 @@ __all__ = [
     "Composite",
     "WEIGHTED",
     "POOLING",
+    "ACTIVATIONS",
     "POOLING_RULE",
     "SUM_RULE",
     "by_type",
@@ -54,6 +55,33 @@ POOLING: tuple[type[nn.Module], ...] = (
     nn.AdaptiveAvgPool2d,
 )
 """Average pooling: linear layers with fixed weights."""
+
+ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.RReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Softplus,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Hardtanh,
+    nn.Hardsigmoid,
+    nn.Hardswish,
+    nn.LogSigmoid,
+    nn.Softsign,
+    nn.Tanhshrink,
+    nn.Softshrink,
+    nn.Hardshrink,
+    nn.Threshold,
+)
+"""Element-wise activations: relevance passes through them unchanged (both paths)."""
 
 POOLING_RULE: Rule = Epsilon(1e-6)
 """The rule of average-pooling layers that a composite does not map (as in Zennit)."""

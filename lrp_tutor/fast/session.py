@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..composites import POOLING, SUM_RULE, WEIGHTED, Composite
+from ..composites import ACTIVATIONS, POOLING, SUM_RULE, WEIGHTED, Composite
 from ..errors import CompositeError, InputError, RuleError, UnsupportedLayerError
 from ..rules import Rule
 from .bookings import Recorder
@@ -46,31 +46,6 @@ from .maps import Scratch, make_map
 from .modules import Concat, Sum
 
 __all__ = ["Session", "ACTIVATIONS", "PASSING", "MAXPOOLS", "SUPPORTED"]
-
-ACTIVATIONS: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.RReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Softplus,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.Hardtanh,
-    nn.Hardsigmoid,
-    nn.Hardswish,
-    nn.LogSigmoid,
-    nn.Softsign,
-    nn.Tanhshrink,
-    nn.Threshold,
-)
-"""Element-wise activations: relevance passes through unchanged."""
 
 PASSING: tuple[type[nn.Module], ...] = (
     nn.Identity,

@@ -27,36 +27,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..composites import ACTIVATIONS
 from ..errors import InputError, UnsupportedLayerError
 from ._network import Activation
 from ._patches import Geometry, floor_equals_ceil
 
 __all__ = ["View", "Layer", "LinearLayer", "RoutingLayer", "make_layer", "ELEMENTWISE"]
 
-ELEMENTWISE: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Softplus,
-    nn.Softsign,
-    nn.Hardtanh,
-    nn.Hardsigmoid,
-    nn.Hardswish,
-    nn.Tanhshrink,
-    nn.Softshrink,
-    nn.Hardshrink,
-    nn.LogSigmoid,
-    nn.Identity,
-    Activation,
-)
+ELEMENTWISE: tuple[type[nn.Module], ...] = (*ACTIVATIONS, nn.Identity, Activation)
 """Element-wise activations: relevance passes through them unchanged."""
 
 SUPPORTED = (
