@@ -302,3 +302,17 @@ def test_pooling_and_convolution_variants_agree_with_the_oracle(model, pool_rule
             ]
             scale = max(abs(v) for v in rows[name][:2]) or 1.0
             assert np.allclose(ours, rows[name], rtol=0, atol=TOL * scale), name
+
+
+@pytest.mark.parametrize("activation", composites.ACTIVATIONS, ids=lambda t: t.__name__)
+def test_both_paths_pass_relevance_through_every_activation(activation):
+    # one list serves both paths: each activation is explained, and explained alike
+    torch.manual_seed(0)
+    module = nn.Threshold(0.1, 0.0) if activation is nn.Threshold else activation()
+    model = nn.Sequential(nn.Linear(4, 5), module, nn.Linear(5, 2)).double().eval()
+    x = torch.randn(1, 4, dtype=f64)
+    composite = composites.uniform(Epsilon(0.01))
+    e = explain(model, x, composite=composite)
+    walk = Walkthrough(model).forward(x[0]).backward(int(e.target[0]), composite)
+    _close(e.relevance[0], walk.relevance, f"input relevance through {activation.__name__}")
+    assert e.ledger[1].relevance_in.tolist() == e.ledger[1].relevance_out.tolist()
