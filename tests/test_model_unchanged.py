@@ -8,64 +8,13 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from model_state import assert_unchanged, snapshot
 from torch import nn
 
 from lrp_tutor import composites
 from lrp_tutor.errors import LRPError
 from lrp_tutor.fast import Sum, explain
 from lrp_tutor.rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, Pass, ZPlus
-
-HOOK_DICTS = (
-    "_forward_hooks",
-    "_forward_hooks_with_kwargs",
-    "_forward_hooks_always_called",
-    "_forward_pre_hooks",
-    "_forward_pre_hooks_with_kwargs",
-    "_backward_hooks",
-    "_backward_pre_hooks",
-    "_state_dict_hooks",
-    "_state_dict_pre_hooks",
-    "_load_state_dict_pre_hooks",
-    "_load_state_dict_post_hooks",
-)
-GLOBAL_HOOKS = (
-    "_global_forward_hooks",
-    "_global_forward_pre_hooks",
-    "_global_backward_hooks",
-    "_global_backward_pre_hooks",
-)
-PLAIN = (bool, int, float, str, tuple, type(None))
-
-
-def snapshot(model: nn.Module):
-    """Everything explain() must leave alone: values, tensor versions, flags, hooks."""
-    tensors = model.state_dict(keep_vars=True)
-    values = {k: (v.detach().clone(), v.dtype, v.device) for k, v in tensors.items()}
-    versions = {k: v._version for k, v in tensors.items()}
-    params = [(n, id(p), p.requires_grad, p.grad) for n, p in model.named_parameters()]
-    modules = []
-    for name, m in model.named_modules():
-        hooks = {attr: list(getattr(m, attr).items()) for attr in HOOK_DICTS}
-        plain = {k: v for k, v in vars(m).items() if isinstance(v, PLAIN)}
-        modules.append((name, id(m), m.training, hooks, plain, sorted(vars(m))))
-    module_globals = torch.nn.modules.module
-    global_hooks = {attr: list(getattr(module_globals, attr).items()) for attr in GLOBAL_HOOKS}
-    return values, versions, params, modules, global_hooks, torch.is_grad_enabled()
-
-
-def assert_same(before, after) -> None:
-    values_a, versions_a, params_a, modules_a, globals_a, grad_a = before
-    values_b, versions_b, params_b, modules_b, globals_b, grad_b = after
-    assert values_a.keys() == values_b.keys()
-    for key, (value, dtype, device) in values_a.items():
-        other, other_dtype, other_device = values_b[key]
-        assert dtype == other_dtype and device == other_device, key
-        assert torch.equal(value, other) or (value.isnan() == other.isnan()).all(), key
-    assert versions_a == versions_b  # no tensor of the model was written to
-    assert params_a == params_b
-    assert modules_a == modules_b
-    assert globals_a == globals_b
-    assert grad_a == grad_b
 
 
 def explain_quietly(model, x, **kwargs):
@@ -168,7 +117,7 @@ def test_model_comes_back_unchanged(what, model, kwargs):
         assert e.relevance.shape == X.shape
     except LRPError:
         assert not what.startswith("ok")
-    assert_same(before, snapshot(model))
+    assert_unchanged(before, snapshot(model))
     fired.clear()
     try:
         model(X)  # the user's own hooks still run, and only once per call
@@ -183,7 +132,7 @@ def test_bad_input_leaves_the_model_alone(x):
     before = snapshot(model)
     with pytest.raises(LRPError):
         explain_quietly(model, x)
-    assert_same(before, snapshot(model))
+    assert_unchanged(before, snapshot(model))
 
 
 def test_a_model_that_fails_inside_its_forward_is_restored():
@@ -201,7 +150,7 @@ def test_a_model_that_fails_inside_its_forward_is_restored():
     before = snapshot(model)
     with pytest.raises(LRPError, match="bug in the user's forward"):
         explain_quietly(model, torch.randn(2, 4))
-    assert_same(before, snapshot(model))
+    assert_unchanged(before, snapshot(model))
 
 
 # ------------------------------------------------------------------------------ property
@@ -279,4 +228,4 @@ def test_property_model_unchanged(
     else:
         assert e.relevance.shape == x.shape and e.relevance.dtype == dtype
         assert torch.isfinite(e.relevance).all()
-    assert_same(before, snapshot(model))
+    assert_unchanged(before, snapshot(model))

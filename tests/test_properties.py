@@ -17,6 +17,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from model_state import assert_unchanged, snapshot
 from torch import nn
 
 import lrp_tutor as lt
@@ -25,16 +26,6 @@ from lrp_tutor.errors import LRPError
 from lrp_tutor.rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, Rule, WSquare, ZBox, ZPlus
 
 f64 = torch.float64
-
-HOOK_DICTS = (
-    "_forward_hooks",
-    "_forward_hooks_with_kwargs",
-    "_forward_hooks_always_called",
-    "_forward_pre_hooks",
-    "_forward_pre_hooks_with_kwargs",
-    "_backward_hooks",
-    "_backward_pre_hooks",
-)
 
 SETTINGS = settings(
     max_examples=40,
@@ -117,33 +108,6 @@ def build(recipe: dict, dtype: torch.dtype = f64) -> nn.Sequential:
 
 
 # ------------------------------------------------------------------------------ (a)
-
-
-def snapshot(model: nn.Module) -> tuple:
-    """What explain() and the stepper must leave alone, bit for bit."""
-    state = model.state_dict(keep_vars=True)
-    values = {k: (v.detach().clone(), v.dtype, v.device, v._version) for k, v in state.items()}
-    params = [(n, id(p), p.requires_grad, p.grad is None) for n, p in model.named_parameters()]
-    modules = []
-    for name, m in model.named_modules():
-        hooks = {attr: list(getattr(m, attr).items()) for attr in HOOK_DICTS}
-        modules.append((name, id(m), type(m), m.training, hooks))
-    return values, params, modules, torch.is_grad_enabled()
-
-
-def assert_unchanged(before: tuple, after: tuple) -> None:
-    values_a, params_a, modules_a, grad_a = before
-    values_b, params_b, modules_b, grad_b = after
-    assert values_a.keys() == values_b.keys()
-    for key, (value, dtype, device, version) in values_a.items():
-        other, other_dtype, other_device, other_version = values_b[key]
-        assert (dtype, device, version) == (other_dtype, other_device, other_version), key
-        same = value.view(torch.uint8) if value.dtype.is_floating_point else value
-        new = other.view(torch.uint8) if other.dtype.is_floating_point else other
-        assert torch.equal(same, new), key  # bitwise, NaN included
-    assert params_a == params_b
-    assert modules_a == modules_b
-    assert grad_a == grad_b
 
 
 BAD_INPUTS = st.sampled_from([None, None, None, "nan", "inf", "int", "channels", "1d", "empty"])

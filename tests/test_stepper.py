@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from model_state import assert_unchanged, snapshot
 from torch import nn
 
 from lrp_tutor import composites
@@ -45,27 +46,6 @@ def cnn() -> nn.Sequential:
     )  # fmt: skip
     return nn.Sequential(features, nn.Flatten(), nn.Sequential(nn.Linear(16, 6), nn.ReLU()),
                          nn.Linear(6, 3))  # fmt: skip
-
-
-def snapshot(model: nn.Module) -> dict:
-    return {
-        "state": {k: v.clone() for k, v in model.state_dict().items()},
-        "grad": {k: p.requires_grad for k, p in model.named_parameters()},
-        "training": {k: m.training for k, m in model.named_modules()},
-        "hooks": {
-            k: (len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
-            for k, m in model.named_modules()
-        },
-        "dtype": {k: p.dtype for k, p in model.named_parameters()},
-    }
-
-
-def assert_same(before: dict, after: dict) -> None:
-    assert before["state"].keys() == after["state"].keys()
-    for k in before["state"]:
-        assert torch.equal(before["state"][k], after["state"][k]), k
-    for key in ("grad", "training", "hooks", "dtype"):
-        assert before[key] == after[key], key
 
 
 # --------------------------------------------------------------------------------------
@@ -611,16 +591,16 @@ def test_the_users_model_and_input_are_untouched():
     x_before = x.clone()
     walk = Walkthrough(model).forward(x).backward(rule=AlphaBeta(2, 1))
     walk[0].messages, walk[0].stabilization  # noqa: B018
-    assert_same(before, snapshot(model))
+    assert_unchanged(before, snapshot(model))
     assert torch.equal(x, x_before)
     with pytest.raises(InputError):
         walk.backward(target=99)
-    assert_same(before, snapshot(model))
+    assert_unchanged(before, snapshot(model))
     broken = nn.Sequential(copy.deepcopy(model), nn.BatchNorm1d(3))
     before = snapshot(broken)
     with pytest.raises(UnsupportedLayerError):
         Walkthrough(broken)
-    assert_same(before, snapshot(broken))
+    assert_unchanged(before, snapshot(broken))
 
 
 def test_user_hooks_are_not_called():
