@@ -15,7 +15,6 @@ import ast
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -29,13 +28,6 @@ from lrp_tutor.errors import WeightsError
 from lrp_tutor.zoo import store
 
 PACKAGE = Path(zoo.__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def weights_copy(tmp_path):
-    folder = tmp_path / "weights"
-    shutil.copytree(store.WEIGHTS_DIR, folder)
-    return folder
 
 
 def test_zoo_loads_with_weights_only_after_the_checksum(monkeypatch):

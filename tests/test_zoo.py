@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import socket
 import sys
 import types
@@ -136,13 +135,6 @@ def test_weights_are_small_and_checksummed():
 
 
 # --- refused weight files -------------------------------------------------------------------
-
-
-@pytest.fixture
-def weights_copy(tmp_path):
-    folder = tmp_path / "weights"
-    shutil.copytree(store.WEIGHTS_DIR, folder)
-    return folder
 
 
 def test_a_copied_weights_folder_loads(weights_copy):
