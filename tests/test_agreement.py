@@ -26,15 +26,34 @@ from lrp_tutor.rules import (
     Epsilon,
     Flat,
     Gamma,
+    Part,
+    Rule,
+    Term,
     WSquare,
     ZBox,
     ZPlus,
+    identity,
+    ones_like,
     stabilize,
 )
 from lrp_tutor.stepper import Walkthrough
 
 f64 = torch.float64
 TOL = 1e-10
+
+
+class FlatWithBias(Rule):
+    """A rule of the user's own, from the rule book's parts: flat terms and the bias.
+
+    z_j is the same for every output j but its bias, the case where a bias is broadcast
+    over a product shared by all outputs."""
+
+    formula = "R_{i←j} = 1 / stab(Σ_i 1 + b_j) · R_j"
+    source = "a test"
+
+    def __init__(self) -> None:
+        self.parts = (Part(1.0, (Term(ones_like, ones_like, "1·1"),), identity, 0.1, "z"),)
+
 
 RULES = [
     LRP0(),
@@ -47,6 +66,7 @@ RULES = [
     Flat(),
     WSquare(),
     ZBox(-3.0, 3.0),
+    FlatWithBias(),
 ]
 
 

@@ -416,9 +416,10 @@ def test_transient_modified_weights_share_one_buffer(monkeypatch, rule):
     taken: list[tuple[object, int]] = []
     take = maps.Scratch.take
 
-    def spy(self, rho, like):
-        out = take(self, rho, like)
-        taken.append((rho, out.untyped_storage().data_ptr()))
+    def spy(self, key, like):
+        out = take(self, key, like)
+        if callable(key):  # a modifier ρ (the backward's temporaries have names)
+            taken.append((key, out.untyped_storage().data_ptr()))
         return out
 
     monkeypatch.setattr(maps.Scratch, "take", spy)
@@ -431,6 +432,60 @@ def test_transient_modified_weights_share_one_buffer(monkeypatch, rule):
         modifiers = {rho for rho, _ in taken}
         assert len(taken) == 2 * 3 * len(modifiers)  # 3 layers, forward and backward
         assert len(set(taken)) == len(modifiers)  # one buffer per modifier
+
+
+@pytest.mark.parametrize(
+    "composite",
+    [composites.uniform(Epsilon(0.1)), composites.epsilon_alpha2_beta1()],
+    ids=["epsilon", "alpha2beta1"],
+)
+def test_backward_temporaries_reuse_scratch_buffers(monkeypatch, composite):
+    # each backward's signs and ratios go into the explanation's Scratch: a buffer per name,
+    # grown to the largest layer, never two layers' at once. Against fresh memory filled with
+    # NaN (every value must be written before it is read), the relevance is the same.
+    torch.manual_seed(4)
+    model = (
+        nn.Sequential(
+            nn.Conv2d(2, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(4, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(4, 3, 3),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(3 * 4 * 4, 5),
+        )
+        .double()
+        .eval()
+    )
+    x = torch.randn(3, 2, 6, 6, dtype=f64)
+    taken: dict[object, set[int]] = {}
+    take = maps.Scratch.take
+
+    def spy(self, key, like):
+        out = take(self, key, like)
+        if not callable(key):
+            taken.setdefault(key, set()).add(out.untyped_storage().data_ptr())
+        return out
+
+    monkeypatch.setattr(maps.Scratch, "take", spy)
+    reused = explain(model, x, composite=composite)
+    assert "sign" in taken and ("ratio", 0) in taken
+    # the layers' outputs grow from the top (5, then 48) to 144 entries, twice (144, 144):
+    # three sizes, so at most three buffers per name, not one per layer
+    assert all(len(ptrs) <= 3 for ptrs in taken.values()), taken
+    monkeypatch.setattr(
+        maps.Scratch, "take", lambda self, key, like: torch.full_like(like, float("nan"))
+    )
+    fresh = explain(model, x, composite=composite)
+    torch.testing.assert_close(reused.relevance, fresh.relevance, rtol=0, atol=0)
+    assert reused.ledger.holds(1e-10)
+    torch.testing.assert_close(
+        torch.from_numpy(reused.ledger.absorbed),
+        torch.from_numpy(fresh.ledger.absorbed),
+        rtol=0,
+        atol=0,
+    )
 
 
 def test_each_relevance_tensor_is_summed_once_for_the_ledger(monkeypatch):

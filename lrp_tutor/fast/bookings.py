@@ -145,11 +145,9 @@ class Recorder:
             for b in booked
             for v in (b.relevance_out, b.relevance_in, b.bias, b.stabilizer)
         ]
-        values = torch.stack(columns).to(torch.float64).cpu().view(len(booked), 4, -1)
-        entries = [
-            LedgerEntry(b.label, *(v.numpy() for v in row))
-            for b, row in zip(booked, values, strict=True)
-        ]
+        values = torch.stack(columns).to(torch.float64).cpu().numpy()
+        values = values.reshape(len(booked), 4, -1)  # one transfer, then views
+        entries = [LedgerEntry(b.label, *row) for b, row in zip(booked, values, strict=True)]
         return Ledger(entries)
 
     def layers(self) -> dict[str, Tensor | tuple[Tensor, ...]]:

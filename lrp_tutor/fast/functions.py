@@ -5,16 +5,17 @@ output of one of these functions, applied to the layer's input. The forward retu
 layer's own output value (nothing is recomputed for the plain rules) and saves what the
 backward needs; the backward receives the relevance :math:`R_j` of the layer's outputs in
 place of a gradient and returns the relevance :math:`R_i` of its inputs. Montavon's four
-steps, for each part *p* of the rule:
+steps, for a rule whose part *p* has terms :math:`\phi_k(x)\,\rho_{pk}(W)`:
 
 .. math::
 
-    z^p = \sum_t \rho_t(W)^\top \phi_t(x) + \rho^p(b), \quad
+    z^p = \sum_k \rho_{pk}(W)^\top \phi_k(x) + \rho^p(b), \quad
     s^p = c_p\,R / \mathrm{stab}(z^p), \quad
-    c^p_t = \rho_t(W)\, s^p, \quad
-    R_{in} = \sum_p \sum_t \phi_t(x) \odot c^p_t .
+    c^k = \sum_p \rho_{pk}(W)\, s^p, \quad
+    R_{in} = \sum_k \phi_k(x) \odot c^k .
 
-The third step is a transposed matmul or convolution. Where the terms take several inputs
+The third step is a transposed matmul or convolution per term, summed per input *k*, so
+that each input is multiplied in once. Where the terms take several inputs
 (:math:`x^+` and :math:`x^-` of a signed input, z^B's *x*, *l* and *h*) and the weight is
 small, the first and third steps each run as one product with a block weight
 (:meth:`~lrp_tutor.fast.maps.DenseMap.block`) instead of one per term. Each backward also
@@ -47,7 +48,7 @@ from torch import Tensor, nn
 
 from ..rules import Part, identity, negative, ones_like, positive, safe_divide, zeros_like
 from .bookings import Booking, per_sample_sum
-from .maps import LinearMap
+from .maps import LinearMap, Scratch, scratch_like
 
 __all__ = [
     "WeightedRule",
@@ -66,11 +67,16 @@ def _needs_sign(parts: Sequence[Part]) -> bool:
     return any(t.input in (positive, negative) for p in parts for t in p.terms)
 
 
+def _vanishes(phi, nonneg: bool) -> bool:
+    """Whether :math:`\\phi(x) = 0` everywhere: :math:`x^-` of an input without negatives."""
+    return phi is negative and nonneg
+
+
 def _term_input(phi, x: Tensor, nonneg: bool) -> Tensor | None:
     r""":math:`\phi(x)`; None where it vanishes; a single sample of ones for ``ones_like``."""
     if phi is identity or (phi is positive and nonneg):
         return x
-    if phi is negative and nonneg:
+    if _vanishes(phi, nonneg):
         return None
     if phi is ones_like:
         return x.new_ones((1, *x.shape[1:]))
@@ -107,7 +113,7 @@ def _stacking(parts: Sequence[Part], nonneg: bool) -> tuple[list, list[list]] | 
     inputs: list = []
     for part in parts:
         for term in part.terms:
-            if term.input is ones_like or (term.input is negative and nonneg):
+            if term.input is ones_like or _vanishes(term.input, nonneg):
                 continue
             if term.input not in inputs:
                 inputs.append(term.input)
@@ -117,7 +123,7 @@ def _stacking(parts: Sequence[Part], nonneg: bool) -> tuple[list, list[list]] | 
     for part in parts:
         row = [None] * len(inputs)
         for term in part.terms:
-            if term.input is negative and nonneg:
+            if _vanishes(term.input, nonneg):
                 continue
             k = inputs.index(term.input)
             if row[k] is not None:  # two terms with one input: computed apart
@@ -127,14 +133,21 @@ def _stacking(parts: Sequence[Part], nonneg: bool) -> tuple[list, list[list]] | 
     return inputs, rhos
 
 
-def _ratio(r: Tensor, z: Tensor, part: Part) -> tuple[Tensor, Tensor | None]:
+def _ratio(
+    r: Tensor, z: Tensor, part: Part, scratch: Scratch | None = None, slot: int = 0
+) -> tuple[Tensor, Tensor | None]:
     r""":math:`s = c_p R / \mathrm{stab}(z)` (0 where the denominator is 0, ε = 0), and
-    :math:`\mathrm{sign}(z)` with sign(0) = +1 (for ε > 0; None for ε = 0)."""
+    :math:`\mathrm{sign}(z)` with sign(0) = +1 (for ε > 0; None for ε = 0).
+
+    Both are written into ``scratch`` (the ratio into buffer ``slot``, one per part): they
+    are needed only until the layer's backward returns.
+    """
     if part.epsilon > 0:
         # sign(z) with sign(0) = +1 (−0.0 gets −1, but only sums of zeros are −0.0: such a
         # neuron sends no messages, and ε absorbs its c_p·R_j with either sign)
-        sign = torch.copysign(_one(z.dtype, z.device), z)
-        den = torch.add(z, sign, alpha=part.epsilon)  # stab(z) = z + ε·sign(z)
+        sign = torch.copysign(_one(z.dtype, z.device), z, out=scratch_like(scratch, "sign", z))
+        den = scratch_like(scratch, ("ratio", slot), z)
+        den = torch.add(z, sign, alpha=part.epsilon, out=den)  # stab(z) = z + ε·sign(z)
         s = torch.div(r, den, out=den) if den.shape == r.shape else r / den
     else:
         sign = None
@@ -144,20 +157,14 @@ def _ratio(r: Tensor, z: Tensor, part: Part) -> tuple[Tensor, Tensor | None]:
     return s, sign
 
 
-def _dot(a: Tensor, b: Tensor) -> Tensor:
-    """:math:`\\sum_j a_j b_j` per sample."""
-    if a.shape == b.shape:
-        n = a.shape[0]
-        return torch.linalg.vecdot(a.reshape(n, -1), b.reshape(n, -1))
-    return per_sample_sum(a * b)
-
-
 def _stabilizer_absorbed(r: Tensor, s: Tensor, z: Tensor, sign: Tensor | None, part: Part):
     r"""Relevance the stabiliser took: :math:`\sum_j s_j\,\varepsilon\,\mathrm{sign}(z_j)`
     (:math:`s_j = c_p R_j/\mathrm{stab}(z_j)`), or with ε = 0, :math:`c_p \sum_j R_j` over
-    the neurons with :math:`z_j = 0`, which send nothing."""
+    the neurons with :math:`z_j = 0`, which send nothing. ``sign`` is a temporary of
+    :func:`_ratio`: the products are written into it."""
     if sign is not None:
-        return _dot(s, sign) * part.epsilon
+        product = sign.mul_(s) if sign.shape == s.shape else s * sign
+        return per_sample_sum(product) * part.epsilon
     dead = z == 0
     if not bool(dead.any()):
         return None
@@ -168,6 +175,16 @@ def _add(a: Tensor | None, b: Tensor | None) -> Tensor | None:
     if a is None:
         return b
     return a if b is None else a + b
+
+
+def _add_into(total: Tensor | None, t: Tensor) -> Tensor:
+    """``total + t``, added into ``total`` (a tensor this backward computed) where the two
+    have one shape; ``t`` itself when there is no total yet."""
+    if total is None:
+        return t
+    if total.shape == t.shape and total.is_contiguous():
+        return total.add_(t)
+    return total + t
 
 
 class WeightedRule(torch.autograd.Function):
@@ -204,26 +221,27 @@ class WeightedRule(torch.autograd.Function):
         layer, nonneg = ctx.layer, ctx.nonneg
         r_in = bias = stab = None
         ss = []
-        for part, z in zip(ctx.parts, zs, strict=True):
-            s, sign = _ratio(r, z, part)  # s_j = c_p R_j / stab(z_j)
+        cs: dict = {}  # c^k_i = Σ_p Σ_j ρ_pk(w_ij) s^p_j, one per input φ_k
+        for p, (part, z) in enumerate(zip(ctx.parts, zs, strict=True)):
+            s, sign = _ratio(r, z, part, layer.scratch, p)  # s_j = c_p R_j / stab(z_j)
             if ctx.plan is not None:
                 ss.append(s)
             else:
                 for term in part.terms:
-                    inp = _term_input(term.input, x, nonneg)
-                    if inp is None:
-                        continue
-                    c = layer.transpose(s, term.weight, x)  # c_i = Σ_j ρ(w_ij) s_j
-                    if term.input is not ones_like:
-                        c = c.mul_(inp) if c.shape == inp.shape and c.is_contiguous() else inp * c
-                    r_in = _add(r_in, c)  # R_i = Σ_t φ_t(x_i) c_i
+                    if not _vanishes(term.input, nonneg):
+                        c = layer.transpose(s, term.weight, x)  # Σ_j ρ(w_ij) s_j
+                        cs[term.input] = _add_into(cs.get(term.input), c)
             if part.bias is not zeros_like:
                 bias = _add(bias, layer.bias_absorbed(s, part.bias))
             stab = _add(stab, _stabilizer_absorbed(r, s, z, sign, part))
-        if ctx.plan is not None:  # c^k = Σ_p ρ_pk(W) s^p in one, R_i = Σ_k φ_k(x_i) c^k_i
+        if ctx.plan is not None:  # every c^k in one product
             inputs, rhos = ctx.plan
-            for phi, c in zip(inputs, layer.transpose_stacked(ss, rhos, x), strict=True):
-                r_in = _add(r_in, c.mul_(_term_input(phi, x, nonneg)))
+            cs = dict(zip(inputs, layer.transpose_stacked(ss, rhos, x), strict=True))
+        for phi, c in cs.items():  # R_i = Σ_k φ_k(x_i) c^k_i
+            if phi is not ones_like:
+                inp = _term_input(phi, x, nonneg)
+                c = c.mul_(inp) if c.shape == inp.shape and c.is_contiguous() else inp * c
+            r_in = _add_into(r_in, c)
         if r_in is None:
             r_in = torch.zeros_like(x)
         layer.release()
@@ -317,7 +335,9 @@ class SumRule(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, value: Tensor | None, parts, booking: Booking, *inputs: Tensor):
+    def forward(
+        ctx, value: Tensor | None, parts, booking: Booking, scratch: Scratch | None, *inputs: Tensor
+    ):
         if value is None:
             value = inputs[0] + inputs[1]
             for a in inputs[2:]:
@@ -334,7 +354,7 @@ class SumRule(torch.autograd.Function):
                     for a in inputs:
                         z = _add(z, term.input(a) * w)
             zs.append(torch.zeros_like(value) if z is None else z)
-        ctx.parts, ctx.weights, ctx.booking = parts, weights, booking
+        ctx.parts, ctx.weights, ctx.booking, ctx.scratch = parts, weights, booking, scratch
         ctx.n_inputs = len(inputs)
         ctx.save_for_backward(*inputs, *zs)
         return value
@@ -345,8 +365,8 @@ class SumRule(torch.autograd.Function):
         inputs, zs = saved[: ctx.n_inputs], saved[ctx.n_inputs :]
         r_ins: list[Tensor | None] = [None] * len(inputs)
         stab = None
-        for part, ws, z in zip(ctx.parts, ctx.weights, zs, strict=True):
-            s, sign = _ratio(r, z, part)
+        for p, (part, ws, z) in enumerate(zip(ctx.parts, ctx.weights, zs, strict=True)):
+            s, sign = _ratio(r, z, part, ctx.scratch, p)
             for term, w in zip(part.terms, ws, strict=True):
                 if w == 0:
                     continue
@@ -357,7 +377,7 @@ class SumRule(torch.autograd.Function):
         pairs = zip(inputs, r_ins, strict=True)
         grads = tuple(torch.zeros_like(a) if g is None else g for a, g in pairs)
         ctx.booking.book(r, grads, None, stab)
-        return (None, None, None, *grads)
+        return (None, None, None, None, *grads)
 
 
 class ConcatPass(torch.autograd.Function):

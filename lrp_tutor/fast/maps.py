@@ -28,7 +28,7 @@ tensor([[1., 2.]])
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import torch
@@ -39,7 +39,7 @@ from torch.nn.modules.utils import _pair
 from ..errors import UnsupportedLayerError
 from ..rules import identity, negative, ones_like, positive
 
-__all__ = ["LinearMap", "DenseMap", "ConvMap", "PoolMap", "Scratch", "make_map"]
+__all__ = ["LinearMap", "DenseMap", "ConvMap", "PoolMap", "Scratch", "scratch_like", "make_map"]
 
 Rho = Callable[[Any], Any]
 
@@ -73,38 +73,54 @@ def homogeneous(rho: Rho) -> bool:
 
 
 class Scratch:
-    """Memory for modified weights :math:`\\rho(W)` that one explanation reuses layer by layer.
+    r"""Memory that one explanation reuses layer by layer, for what a layer needs only while
+    it runs: modified weights :math:`\rho(W)` and the backward pass's temporaries.
 
-    A layer whose weight is larger than its activations computes :math:`\\rho(W)` in its
-    forward, uses it and forgets it, and computes it again in its backward. Written into one
-    buffer per modifier, these weights cost no fresh memory per layer (on a CPU, fresh memory
-    is paid in page faults, about as much as the clipping itself). Layers run one after
-    another, so a buffer is never needed by two layers at once. The buffers live as long as
-    the explanation.
+    - A layer whose weight is larger than its activations computes :math:`\rho(W)` in its
+      forward, uses it and forgets it, and computes it again in its backward: one buffer
+      per modifier.
+    - Each backward computes :math:`\mathrm{sign}(z_j)` and the ratios
+      :math:`s_j = c_p R_j / \mathrm{stab}(z_j)` of its parts, and has done with them
+      when it returns: one buffer for the signs, one per part for the ratios.
+
+    Written into these buffers, such tensors cost no fresh memory per layer (on a CPU, fresh
+    memory is paid in page faults, about as much as computing the values). Layers run one
+    after another, so a buffer is never needed by two layers at once. A buffer grows to the
+    largest layer's size and lives as long as the explanation.
 
     >>> scratch = Scratch()
     >>> w = torch.tensor([[-1.0, 2.0]])
     >>> scratch.take(positive, w).shape
     torch.Size([1, 2])
+    >>> scratch.take("sign", torch.zeros(3)).shape
+    torch.Size([3])
     """
 
     def __init__(self) -> None:
-        self._buffers: dict[tuple[Rho, torch.dtype, torch.device], Tensor] = {}
+        self._buffers: dict[tuple[Hashable, torch.dtype, torch.device], Tensor] = {}
 
-    def take(self, rho: Rho, like: Tensor) -> Tensor:
-        """A tensor shaped like ``like`` for ρ's result; its values are overwritten."""
-        key = (rho, like.dtype, like.device)
-        buffer = self._buffers.get(key)
+    def take(self, key: Hashable, like: Tensor) -> Tensor:
+        """A tensor shaped like ``like`` from buffer ``key`` (a modifier ρ, or a name of a
+        temporary); its values are to be overwritten."""
+        key = (key, like.dtype, like.device)
+        buffer = self._buffers.pop(key, None)
         if buffer is None or buffer.numel() < like.numel():
+            buffer = None  # let the smaller one go first
             buffer = like.new_empty(like.numel())
-            self._buffers[key] = buffer
+        self._buffers[key] = buffer
         return buffer[: like.numel()].view(like.shape)
+
+
+def scratch_like(scratch: Scratch | None, key: Hashable, like: Tensor) -> Tensor:
+    """:meth:`Scratch.take`, or a fresh tensor like ``like`` where there is no scratch."""
+    return torch.empty_like(like) if scratch is None else scratch.take(key, like)
 
 
 class LinearMap:
     """A layer seen as :math:`z = \\rho(W)^\\top x + \\rho(b)`; subclasses fill in the ops."""
 
     channel_dim: int = 1
+    scratch: Scratch | None = None  # memory for this call's transient tensors
 
     def forward(self, x: Tensor, rho: Rho) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -125,13 +141,16 @@ class LinearMap:
         return False
 
     def add_bias(self, z: Tensor, rho: Rho) -> Tensor:
-        """:math:`z + \\rho(b)`, the bias broadcast over the output."""
+        """:math:`z + \\rho(b)`, the bias broadcast over the output, added into ``z``: a
+        product this layer has just computed, no one else's tensor."""
         b = self.bias(rho)
         if b is None:
             return z
         if self.channel_dim == 1 and z.ndim > 2:
             b = b.view(-1, *([1] * (z.ndim - 2)))
-        return z + b
+        if z.shape[self.channel_dim] != b.shape[0]:  # one z for all j (flat): broadcast
+            return z + b
+        return z.add_(b)
 
     def bias_absorbed(self, s: Tensor, rho: Rho) -> Tensor | None:
         """:math:`\\sum_j \\rho(b_j)\\, s_j` per sample, or None without a bias."""
@@ -437,8 +456,14 @@ class PoolMap(LinearMap):
     :math:`P^\top(g \odot s)`.
     """
 
-    def __init__(self, module: nn.Module, input_shape: torch.Size, like: Tensor) -> None:
-        self.module = module
+    def __init__(
+        self,
+        module: nn.Module,
+        input_shape: torch.Size,
+        like: Tensor,
+        scratch: Scratch | None = None,
+    ) -> None:
+        self.module, self.scratch = module, scratch
         self.adaptive = isinstance(module, nn.AdaptiveAvgPool1d | nn.AdaptiveAvgPool2d)
         self.dims = 1 if isinstance(module, nn.AvgPool1d | nn.AdaptiveAvgPool1d) else 2
         self.spatial = tuple(input_shape[-self.dims :])
@@ -544,7 +569,7 @@ def make_map(
     scratch: Scratch | None = None,
 ) -> LinearMap:
     """The :class:`LinearMap` of ``module``; ``merged`` = (scale λ, bias b') of a BatchNorm;
-    ``scratch`` the memory for its transient modified weights."""
+    ``scratch`` the memory for its transient tensors."""
     if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d):
         w = module.weight.detach()
         if merged is None:
@@ -554,4 +579,4 @@ def make_map(
         if isinstance(module, nn.Linear):
             return DenseMap(w, b, scale, x.numel(), scratch)
         return ConvMap(module, w, b, name, scale, x.numel(), scratch)
-    return PoolMap(module, x.shape, x)
+    return PoolMap(module, x.shape, x, scratch)

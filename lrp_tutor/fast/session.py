@@ -133,14 +133,15 @@ class Session:
         self.skipped: dict[nn.Module, Tensor] = {}
         self.raw: dict[Any, nn.Module] = {}  # output node of a layer awaiting its BatchNorm
         self.act_inputs: dict[nn.Module, Tensor] = {}
-        self.last_act: dict[nn.Module, tuple[Tensor, Tensor, Any]] = {}
+        self.block_relus = {b.relu for b in self.blocks.values()}
+        self.last_act: dict[nn.Module, tuple[Tensor, Tensor, Any]] = {}  # of block_relus
         self.runs: dict[nn.Module, _BlockRun] = {}
         self.node_names: dict[Any, tuple[str, ...]] = {}
         self.sources: dict[str, list[Any]] = {}
         self.stack: list[str] = []
         self.handles: list[Any] = []
         self.own_output: dict[nn.Module, tuple[Any, int]] = {}  # before the user's hooks
-        self.scratch = Scratch()  # modified weights, reused layer by layer
+        self.scratch = Scratch()  # transient tensors, reused layer by layer
 
     # ---------------------------------------------------------------- context manager
 
@@ -250,7 +251,8 @@ class Session:
             x = self.act_inputs.pop(module, args[0])
             booking = self.recorder.new(name, kind)
             out = PassThrough.apply(x, output.detach(), booking)
-            self.last_act[module] = (x, out, booking)
+            if module in self.block_relus:  # the block checks its last call (its input)
+                self.last_act[module] = (x, out, booking)
             return out
         if isinstance(module, Sum):
             return self._sum(module, name, _tensors(args), output)
@@ -334,7 +336,7 @@ class Session:
         if not rule.parts:
             raise RuleError(f"Sum '{name}' needs a rule with parts, not {rule!r}.")
         booking = self.recorder.new(name, type(module).__name__)
-        return SumRule.apply(output.detach(), rule.parts, booking, *inputs)
+        return SumRule.apply(output.detach(), rule.parts, booking, self.scratch, *inputs)
 
     def _finish_block(self, block: nn.Module, name: str, output: Any) -> Tensor:
         """Explain a torchvision block as ``relu(Sum()(main, shortcut))``, after checking it."""
@@ -373,7 +375,8 @@ class Session:
         booking = self.recorder.new(
             name, f"{type(block).__name__} residual sum", order=relu_booking.order - 0.5
         )
-        summed = SumRule.apply(None, self._sum_rule(name, block).parts, booking, run.main, shortcut)
+        parts = self._sum_rule(name, block).parts
+        summed = SumRule.apply(None, parts, booking, self.scratch, run.main, shortcut)
         with torch.no_grad():
             inplace = getattr(info.relu, "inplace", False)
             value = info.relu.forward(summed.detach().clone() if inplace else summed.detach())
