@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+import weakref
 
 import numpy as np
 import pytest
@@ -486,6 +487,35 @@ def test_backward_temporaries_reuse_scratch_buffers(monkeypatch, composite):
         rtol=0,
         atol=0,
     )
+
+
+def test_an_in_place_activation_input_is_let_go_once_copied():
+    # under αβ the layer below keeps z⁺ and z⁻, not its output: the in-place ReLU works on a
+    # copy, and the output itself must be freed then, not held to the end of the forward
+    model = (
+        nn.Sequential(
+            nn.Conv2d(2, 3, 3),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(3, 3, 3),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(12, 2),
+        )
+        .double()
+        .eval()
+    )
+    seen: dict[str, object] = {}
+    looks = [
+        model[1].register_forward_pre_hook(lambda m, args: seen.update(z=weakref.ref(args[0]))),
+        model[2].register_forward_pre_hook(
+            lambda m, args: seen.update(alive=seen["z"]() is not None)
+        ),
+    ]
+    e = explain(model, torch.randn(2, 2, 6, 6, dtype=f64), rule=AlphaBeta(2, 1))
+    for handle in looks:
+        handle.remove()
+    assert seen["alive"] is False
+    assert e.ledger.holds(1e-10)
 
 
 def test_each_relevance_tensor_is_summed_once_for_the_ledger(monkeypatch):
