@@ -96,14 +96,14 @@ def batchnorm_affine(layer: nn.Module, bn: nn.Module, name: str) -> tuple[Tensor
             "into the layer before it."
         )
     weight = layer.weight.detach()
-    scale = torch.rsqrt(bn.running_var.to(weight) + bn.eps)
+    scale = (bn.running_var.to(weight) + bn.eps).rsqrt_()  # λ = γ / sqrt(var + eps)
     if bn.weight is not None:
-        scale = scale * bn.weight.detach()
-    bias = layer.bias.detach() if layer.bias is not None else torch.zeros_like(scale)
-    bias = (bias - bn.running_mean.to(weight)) * scale
-    if bn.bias is not None:
-        bias = bias + bn.bias.detach()
-    return scale, bias
+        scale.mul_(bn.weight.detach())
+    mean = bn.running_mean.to(weight)
+    shift = mean.neg() if layer.bias is None else layer.bias.detach() - mean
+    if bn.bias is None:
+        return scale, shift.mul_(scale)  # b' = (b − mean) λ
+    return scale, torch.addcmul(bn.bias.detach(), shift, scale)  # b' = (b − mean) λ + β
 
 
 def merge_batchnorm(layer: nn.Module, bn: nn.Module, name: str) -> tuple[Tensor, Tensor]:

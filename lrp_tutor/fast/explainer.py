@@ -121,8 +121,9 @@ def explain(
         )
     recorder = Recorder(keep_layers)
     try:
-        for module in modes:  # eval mode, flag by flag (no user train() override runs)
-            module.training = False
+        for module, mode in modes.items():  # eval mode, flag by flag (no train() override runs)
+            if mode:
+                module.training = False
         with torch.enable_grad(), Session(model, chosen, recorder, x_work) as session:
             try:
                 output = model(x_work)
@@ -142,7 +143,8 @@ def explain(
                 relevance = torch.zeros_like(x_work)
     finally:
         for module, mode in modes.items():
-            module.training = mode
+            if module.training is not mode:
+                module.training = mode
     return Explanation(
         relevance=relevance.detach().to(device=x.device, dtype=x.dtype),
         output=output.detach(),

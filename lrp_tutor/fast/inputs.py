@@ -14,6 +14,7 @@ tensor([1, 0])
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -159,7 +160,7 @@ def model_dtype_device(model: nn.Module, x: Tensor) -> tuple[torch.dtype, torch.
     """
     where = "x has dtype"
     dtype, device = x.dtype, x.device
-    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+    for name, t in itertools.chain(model.named_parameters(), model.named_buffers()):
         if t.is_floating_point():
             if t.is_meta:
                 raise InputError(
