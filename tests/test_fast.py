@@ -518,6 +518,28 @@ def test_an_in_place_activation_input_is_let_go_once_copied():
     assert e.ledger.holds(1e-10)
 
 
+@pytest.mark.parametrize("batch", [1, 4])
+@pytest.mark.parametrize(
+    "composite",
+    [composites.uniform(AlphaBeta(2, 1)), composites.epsilon_gamma_box(-3.0, 3.0)],
+    ids=["alpha2beta1", "epsilon_gamma_box"],
+)
+def test_relevance_holds_only_its_own_memory(composite, batch):
+    # signed pixels: the first layer's products of x⁺ and x⁻ (z^B: x, l, h) run as one
+    # convolution; R at its input must not be a slice that keeps the whole product alive
+    torch.manual_seed(5)
+    model = (
+        nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+        .double()
+        .eval()
+    )
+    x = torch.randn(batch, 3, 8, 8, dtype=f64)
+    e = explain(model, x, composite=composite, keep_layers=True)
+    for name, r in {"input": e.relevance, **e.layers}.items():
+        assert r.untyped_storage().nbytes() == r.numel() * r.element_size(), name
+    assert e.ledger.holds(1e-10)
+
+
 def test_each_relevance_tensor_is_summed_once_for_the_ledger(monkeypatch):
     # Linear → ReLU → Linear: the seed, R at the ReLU's output (= the ReLU's input) and R at
     # the input: three sums for six ledger entries

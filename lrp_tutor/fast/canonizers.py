@@ -96,7 +96,7 @@ def batchnorm_affine(layer: nn.Module, bn: nn.Module, name: str) -> tuple[Tensor
             "into the layer before it."
         )
     weight = layer.weight.detach()
-    scale = (bn.running_var.to(weight) + bn.eps).rsqrt_()  # λ = γ / sqrt(var + eps)
+    scale = (bn.running_var.to(weight) + bn.eps).rsqrt_()  # λ = γ / sqrt(var + eps):
     if bn.weight is not None:
         scale.mul_(bn.weight.detach())
     mean = bn.running_mean.to(weight)

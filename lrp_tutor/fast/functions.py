@@ -177,14 +177,18 @@ def _add(a: Tensor | None, b: Tensor | None) -> Tensor | None:
     return a if b is None else a + b
 
 
+def _whole(t: Tensor, like: Tensor) -> bool:
+    """Whether ``t``, a tensor this backward computed, can take a result shaped like
+    ``like`` in place: the same shape, contiguous (not a broadcast view)."""
+    return t.shape == like.shape and t.is_contiguous()
+
+
 def _add_into(total: Tensor | None, t: Tensor) -> Tensor:
-    """``total + t``, added into ``total`` (a tensor this backward computed) where the two
-    have one shape; ``t`` itself when there is no total yet."""
+    """``total + t``, added into ``total`` (a tensor this backward computed) where it can take
+    it; ``t`` itself when there is no total yet."""
     if total is None:
         return t
-    if total.shape == t.shape and total.is_contiguous():
-        return total.add_(t)
-    return total + t
+    return total.add_(t) if _whole(total, t) else total + t
 
 
 class WeightedRule(torch.autograd.Function):
@@ -234,13 +238,17 @@ class WeightedRule(torch.autograd.Function):
             if part.bias is not zeros_like:
                 bias = _add(bias, layer.bias_absorbed(s, part.bias))
             stab = _add(stab, _stabilizer_absorbed(r, s, z, sign, part))
+        own = ctx.plan is None  # each c^k a tensor of its own, not a slice of one product
         if ctx.plan is not None:  # every c^k in one product
             inputs, rhos = ctx.plan
             cs = dict(zip(inputs, layer.transpose_stacked(ss, rhos, x), strict=True))
         for phi, c in cs.items():  # R_i = Σ_k φ_k(x_i) c^k_i
             if phi is not ones_like:
                 inp = _term_input(phi, x, nonneg)
-                c = c.mul_(inp) if c.shape == inp.shape and c.is_contiguous() else inp * c
+                if r_in is not None and _whole(r_in, inp) and c.shape == inp.shape:
+                    r_in = r_in.addcmul_(inp, c)  # += φ_k(x) c^k, in one pass
+                    continue
+                c = c.mul_(inp) if own and _whole(c, inp) else inp * c
             r_in = _add_into(r_in, c)
         if r_in is None:
             r_in = torch.zeros_like(x)
