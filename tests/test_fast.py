@@ -540,6 +540,18 @@ def test_relevance_holds_only_its_own_memory(composite, batch):
     assert e.ledger.holds(1e-10)
 
 
+@pytest.mark.parametrize("rule", [Flat(), WSquare()], ids=repr)
+def test_flat_relevance_is_a_tensor_of_its_own(rule):
+    # under the flat rule every input of a dense layer gets the same c_i = Σ_j s_j: R must
+    # still be a tensor of its own (a broadcast view would refuse the user's in-place ops)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).double().eval()
+    e = explain(model, torch.randn(2, 4, dtype=f64), rule=rule, keep_layers=True)
+    for name, r in {"input": e.relevance, **e.layers}.items():
+        assert r.is_contiguous(), name
+        assert r.untyped_storage().nbytes() == r.numel() * r.element_size(), name
+    e.relevance.clamp_(min=0)  # a user's in-place edit
+
+
 def test_each_relevance_tensor_is_summed_once_for_the_ledger(monkeypatch):
     # Linear → ReLU → Linear: the seed, R at the ReLU's output (= the ReLU's input) and R at
     # the input: three sums for six ledger entries

@@ -252,6 +252,7 @@ class WeightedRule(torch.autograd.Function):
             r_in = _add_into(r_in, c)
         if r_in is None:
             r_in = torch.zeros_like(x)
+        r_in = r_in.contiguous()  # flat: one c shared by all inputs, broadcast until here
         layer.release()
         ctx.booking.book(r, r_in, bias, stab)
         return r_in, None, None, None, None
