@@ -1,4 +1,5 @@
-"""Canonizers: BatchNorm merged into the layer before it, torchvision residual blocks."""
+"""BatchNorm merged into the layer before it (or explained on its own), and residual blocks:
+any addition the model's code performs is a join of branches."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from torch import nn
 from lrp_tutor import composites
 from lrp_tutor.errors import UnsupportedLayerError
 from lrp_tutor.fast import Sum, explain
-from lrp_tutor.fast.canonizers import batchnorm_pairs, merge_batchnorm, residual_blocks
+from lrp_tutor.fast.canonizers import merge_batchnorm
 from lrp_tutor.rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, ZPlus
 
 f64 = torch.float64
@@ -56,15 +57,6 @@ def test_merged_layer_computes_the_pair(layer, bn, shape, affine, bias):
         merged = conv(x, weight, b)
     torch.testing.assert_close(merged, expected, rtol=1e-12, atol=1e-12)
     assert weight is not lin.weight and not weight.requires_grad
-
-
-def test_batchnorm_pairs_are_consecutive_and_fitting():
-    conv, bn = nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3)
-    wrong_width, lonely = nn.BatchNorm2d(4), nn.BatchNorm1d(3)
-    net = nn.Sequential(conv, bn, nn.ReLU(), nn.Conv2d(3, 3, 1), nn.ReLU(), wrong_width)
-    other = nn.Sequential(lonely, nn.Linear(3, 3))
-    pairs = batchnorm_pairs(nn.ModuleList([net, other]))
-    assert pairs == {bn: conv}
 
 
 def conv_bn_net(seed: int = 0, positive: bool = False) -> nn.Module:
@@ -143,37 +135,53 @@ class FeedsOther(nn.Module):
         return self.fc(self.bn(y.clone()).mean((2, 3)))
 
 
-class SkipsItsBatchNorm(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 2, 3)
-        self.bn = nn.BatchNorm2d(2)
-        self.fc = nn.Linear(18, 2)
-
-    def forward(self, x):
-        return self.fc(self.conv(x).flatten(1))
-
-
 @pytest.mark.parametrize(
-    "model, words",
+    "model, label",
     [
-        (SkipsItsBatchNorm(), "without that BatchNorm"),
-        (nn.Sequential(nn.BatchNorm2d(1), nn.Conv2d(1, 2, 3), nn.Flatten()), "does not follow"),
+        (nn.Sequential(nn.BatchNorm2d(1), nn.Conv2d(1, 2, 3), nn.Flatten()), "0 (BatchNorm2d)"),
         (
             nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.BatchNorm2d(2), nn.Flatten()),
-            "does not follow",
+            "2 (BatchNorm2d)",
         ),
-        (FeedsOther(), "does not receive the output of 'conv'"),
-        (
-            nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, track_running_stats=False)),
-            "running statistics",
-        ),
+        (FeedsOther(), "bn (BatchNorm2d)"),
     ],
+    ids=["before a conv", "after a ReLU", "after a copy"],
 )
-def test_batchnorm_that_cannot_be_merged_is_refused(model, words):
+def test_batchnorm_anywhere_is_a_per_channel_affine_map(model, label):
+    """A BatchNorm that is not merged is explained on its own: z_j = λ_j x_j + shift_j under
+    the ε-rule (composites.POOLING_RULE), the shift booked as a bias."""
+    model = model.double().eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            randomise(m)
+    x = torch.randn(2, 1, 5, 5, dtype=f64)
+    e = explain(model, x, rule=Epsilon())
+    labels = [entry.layer for entry in e.ledger]
+    assert label in labels
+    assert e.ledger.holds(1e-10) and bool(torch.isfinite(e.relevance).all())
+    entry = e.ledger[labels.index(label)]
+    assert float(abs(entry.bias).max()) > 0  # the shift absorbs relevance, and it is booked
+    # the same as the BatchNorm written as a depthwise 1×1 convolution with weight λ, bias shift
+    twin = copy.deepcopy(model)
+    for parent in twin.modules():
+        for child_name, child in parent.named_children():
+            if isinstance(child, nn.BatchNorm2d):
+                scale = (child.running_var + child.eps).rsqrt() * child.weight
+                width = child.num_features
+                conv = nn.Conv2d(width, width, 1, groups=width).double()
+                with torch.no_grad():
+                    conv.weight.copy_(scale.view(-1, 1, 1, 1))
+                    conv.bias.copy_(child.bias - child.running_mean * scale)
+                setattr(parent, child_name, conv)
+    r = explain(twin, x, rule=Epsilon())
+    torch.testing.assert_close(e.relevance, r.relevance, rtol=1e-10, atol=1e-13)
+
+
+def test_batchnorm_with_batch_statistics_is_refused():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, track_running_stats=False))
     with pytest.raises(UnsupportedLayerError, match="BatchNorm") as info:
         explain(model.eval(), torch.randn(2, 1, 5, 5))
-    assert words in str(info.value)
+    assert "running statistics" in str(info.value)
 
 
 # ------------------------------------------------------------------------------ ResNet
@@ -312,10 +320,10 @@ def test_resnet_conserves_relevance_under_epsilon(block, layers):
     assert e.ledger.holds(1e-10)
     assert all(float(abs(entry.bias).max()) == 0 for entry in e.ledger)
     labels = [entry.layer for entry in e.ledger]
-    assert f"layer1.0 ({block.__name__} residual sum)" in labels
+    assert "layer1.0 (add)" in labels  # out += identity, seen as the operation it is
     assert "layer2.0.downsample.0 (Conv2d+BatchNorm2d)" in labels
     n_blocks = sum(layers)
-    assert sum("residual sum" in label for label in labels) == n_blocks
+    assert sum(label.endswith("(add)") for label in labels) == n_blocks
 
 
 class SumBasicBlock(BasicBlock):
@@ -371,16 +379,6 @@ def test_torchvision_block_is_explained_as_if_it_had_a_sum(block, reference, lay
     assert e.ledger.holds(1e-10)
 
 
-def test_residual_blocks_are_recognised():
-    model, _ = resnet(layers=(1, 1, 1, 1))
-    blocks = residual_blocks(model, batchnorm_pairs(model))
-    assert set(blocks) == {model.layer1[0], model.layer2[0], model.layer3[0], model.layer4[0]}
-    assert blocks[model.layer2[0]].downsample is model.layer2[0].downsample
-    assert blocks[model.layer1[0]].last_bn is model.layer1[0].bn2
-    twin = ResNet(SumBasicBlock, (1, 1, 1, 1))
-    assert residual_blocks(twin, batchnorm_pairs(twin)) == {}  # it has its Sum already
-
-
 class ScaledShortcut(BasicBlock):
     def forward(self, x):
         identity = x if self.downsample is None else self.downsample(x)
@@ -413,29 +411,53 @@ class ShortcutFromElsewhere(BasicBlock):
 
 
 @pytest.mark.parametrize(
-    "block", [ScaledShortcut, NoFinalRelu, ReluBeforeAdd, ShortcutFromElsewhere]
+    "block, label",
+    [
+        (ScaledShortcut, "layer1.0 (mul)"),
+        (NoFinalRelu, "layer1.0 (add)"),
+        (ReluBeforeAdd, "layer1.0 (add)"),
+        (ShortcutFromElsewhere, "layer1.0.relu#3 (ReLU)"),
+    ],
 )
-def test_blocks_that_only_look_like_torchvision_blocks_are_refused(block):
+def test_any_residual_block_is_explained_as_its_code_reads(block, label):
+    """Blocks that only look like torchvision's: each operation of their forward is explained
+    (a scaled shortcut is a constant factor, the join a sum), relevance conserved."""
     model, x = resnet(block, (1, 1, 1, 1))
-    with pytest.raises(UnsupportedLayerError, match=r"'layer1.0' \(" + block.__name__):
-        explain(model, x)
+    e = explain(model, x, rule=Epsilon())
+    labels = [entry.layer for entry in e.ledger]
+    assert label in labels
+    assert e.ledger.holds(1e-10)
+    logits = e.output.gather(1, e.target[:, None])[:, 0]
+    torch.testing.assert_close(e.total, logits, rtol=1e-5, atol=0)  # bias-free: ε only
 
 
 class NoShortcutAttribute(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, add: bool = False) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(4)
         self.relu = nn.ReLU()
+        self.add = Sum() if add else None
 
     def forward(self, x):
+        if self.add is not None:
+            return self.relu(self.add(self.bn1(self.conv1(x)), x))
         return self.relu(self.bn1(self.conv1(x)) + x)
 
 
-def test_a_plain_addition_in_a_custom_block_is_refused():
-    model = nn.Sequential(NoShortcutAttribute(), nn.Flatten(), nn.Linear(64, 2)).eval()
-    with pytest.raises(UnsupportedLayerError, match=r"AddBackward0 in '0' \(NoShortcutAttribute\)"):
-        explain(model, torch.randn(1, 4, 4, 4))
+@pytest.mark.parametrize("rule", [Epsilon(), ZPlus(), Flat()], ids=repr)
+def test_a_plain_addition_in_a_custom_block_is_a_sum(rule):
+    torch.manual_seed(3)
+    model = nn.Sequential(NoShortcutAttribute(), nn.Flatten(), nn.Linear(64, 2)).double().eval()
+    randomise(model[0].bn1)
+    twin = nn.Sequential(NoShortcutAttribute(add=True), nn.Flatten(), nn.Linear(64, 2)).double()
+    twin.load_state_dict(model.state_dict())
+    twin.eval()
+    x = torch.randn(3, 4, 4, 4, dtype=f64)
+    e, r = explain(model, x, rule=rule), explain(twin, x, rule=rule)
+    torch.testing.assert_close(e.relevance, r.relevance, rtol=1e-12, atol=1e-14)
+    assert "0 (add)" in [entry.layer for entry in e.ledger]
+    assert "0.add (Sum)" in [entry.layer for entry in r.ledger]
 
 
 def test_resnet_in_train_mode_is_explained_in_eval_mode_and_restored():

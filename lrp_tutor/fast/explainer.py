@@ -28,7 +28,9 @@ True
 
 from __future__ import annotations
 
+import threading
 import warnings
+import weakref
 from typing import Any
 
 import torch
@@ -49,7 +51,7 @@ from .inputs import (
     resolve_target,
     seed,
 )
-from .session import Session
+from .engine import Session
 
 __all__ = ["explain"]
 
@@ -110,41 +112,42 @@ def explain(
         x_work = x_work.clone()
     x_work.requires_grad_(True)
 
-    modes = {m: m.training for m in model.modules()}
-    if any(m.training and _mode_matters(m) for m in modes):
-        warnings.warn(
-            f"{type(model).__name__} is in train mode; explain() explains it in eval mode "
-            "(Dropout off, BatchNorm with running statistics) and puts it back in train mode "
-            "afterwards.",
-            UserWarning,
-            stacklevel=2,
-        )
-    recorder = Recorder(keep_layers)
-    try:
-        for module, mode in modes.items():  # eval mode, flag by flag (no train() override runs)
-            if mode:
-                module.training = False
-        with torch.enable_grad(), Session(model, chosen, recorder, x_work) as session:
-            try:
-                output = model(x_work)
-            except LRPError:
-                raise
-            except (RuntimeError, ValueError, TypeError, IndexError) as error:
-                raise session.input_error(error, x) from error
-            output = check_output(output, x)
+    with _lock(model):  # one explanation of a model at a time (its flags are set)
+        modes = {m: m.training for m in model.modules()}
+        if any(m.training and _mode_matters(m) for m in modes):
+            warnings.warn(
+                f"{type(model).__name__} is in train mode; explain() explains it in eval mode "
+                "(Dropout off, BatchNorm with running statistics) and puts it back in train mode "
+                "afterwards.",
+                UserWarning,
+                stacklevel=2,
+            )
+        recorder = Recorder(keep_layers)
+        try:
+            for module, mode in modes.items():  # eval mode, flag by flag (no train() override runs)
+                if mode:
+                    module.training = False
+            with torch.enable_grad(), Session(model, chosen, recorder, x_work) as session:
+                try:
+                    output = model(x_work)
+                except LRPError:
+                    raise
+                except (RuntimeError, ValueError, TypeError, IndexError) as error:
+                    raise session.input_error(error, x) from error
+            with torch.enable_grad():  # pending layers are explained now
+                output = check_output(session.finish(output), x)
             classes = resolve_target(wanted, output)
-            session.check(output)
-        start = seed(output, classes, init)
-        if output.grad_fn is None and output is not x_work:
-            relevance = torch.zeros_like(x_work)
-        else:
-            (relevance,) = torch.autograd.grad(output, x_work, start, allow_unused=True)
-            if relevance is None:
+            start = seed(output, classes, init)
+            if output.grad_fn is None and output is not x_work:
                 relevance = torch.zeros_like(x_work)
-    finally:
-        for module, mode in modes.items():
-            if module.training is not mode:
-                module.training = mode
+            else:
+                (relevance,) = torch.autograd.grad(output, x_work, start, allow_unused=True)
+                if relevance is None:
+                    relevance = torch.zeros_like(x_work)
+        finally:
+            for module, mode in modes.items():
+                if module.training is not mode:
+                    module.training = mode
     return Explanation(
         relevance=relevance.detach().to(device=x.device, dtype=x.dtype),
         output=output.detach(),
@@ -154,6 +157,20 @@ def explain(
         composite=chosen,
         init=init,
     )
+
+
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def _lock(model: nn.Module) -> threading.RLock:
+    """One lock per model: explanations of one model from several threads run one at a time
+    (explain() sets and restores the model's eval flags around its forward)."""
+    with _LOCKS_LOCK:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
 
 
 def _mode_matters(module: nn.Module) -> bool:

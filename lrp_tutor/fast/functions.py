@@ -46,19 +46,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..rules import Part, identity, negative, ones_like, positive, safe_divide, zeros_like
+from ..errors import RuleError
+from ..rules import Part, identity, sign, negative, ones_like, positive, safe_divide, zeros_like
 from .bookings import Booking, per_sample_sum
-from .maps import LinearMap, Scratch, scratch_like
+from .maps import LinearMap, Scratch, _fit, scratch_like
 
 __all__ = [
     "WeightedRule",
     "PassThrough",
-    "WinnerTakesAll",
     "SumRule",
-    "ConcatPass",
-    "Marker",
+    "Product",
+    "explain_linear",
     "OURS",
-    "saved_indices",
     "complementary",
 ]
 
@@ -294,48 +293,6 @@ class PassThrough(torch.autograd.Function):
         return r_in, None, None
 
 
-class WinnerTakesAll(torch.autograd.Function):
-    """MaxPool: all relevance of an output goes to the input that won the max."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, value: Tensor, module: nn.Module, booking: Booking, indices):
-        if indices is None:  # the arg-max of every window, as torch's max-pool gradient has it
-            pool = F.max_pool1d if x.ndim == 3 else F.max_pool2d
-            _, indices = pool(
-                x,
-                module.kernel_size,
-                module.stride,
-                module.padding,
-                module.dilation,
-                ceil_mode=module.ceil_mode,
-                return_indices=True,
-            )
-        ctx.save_for_backward(indices)
-        ctx.shape, ctx.booking = x.shape, booking
-        return value
-
-    @staticmethod
-    def backward(ctx, r: Tensor):
-        (indices,) = ctx.saved_tensors
-        n, c = ctx.shape[:2]
-        r_in = r.new_zeros((n, c, int(np.prod(ctx.shape[2:]))))
-        r_in.scatter_add_(2, indices.reshape(n, c, -1), r.reshape(n, c, -1))
-        r_in = r_in.view(ctx.shape)
-        ctx.booking.book(r, r_in)
-        return r_in, None, None, None, None
-
-
-def saved_indices(output: Tensor) -> Tensor | None:
-    """The arg-max indices a 2-D max-pool saved for its own gradient (None if not found)."""
-    node = output.grad_fn
-    if type(node).__name__ != "MaxPool2DWithIndicesBackward0":
-        return None
-    indices = getattr(node, "_saved_result1", None)
-    if isinstance(indices, Tensor) and indices.shape == output.shape:
-        return indices
-    return None
-
-
 class SumRule(torch.autograd.Function):
     r"""A residual join :math:`z_j = \sum_k a^{(k)}_j`: a layer with weights 1 and no bias.
 
@@ -389,37 +346,43 @@ class SumRule(torch.autograd.Function):
         return (None, None, None, None, *grads)
 
 
-class ConcatPass(torch.autograd.Function):
-    """Concatenation: the relevance is split back along the concatenated dimension."""
+class Product(torch.autograd.Function):
+    """The uniform rule for :math:`a \\odot b` (``matmul=False``) or :math:`a\\,b`."""
 
     @staticmethod
-    def forward(ctx, value: Tensor, dim: int, booking: Booking, *inputs: Tensor):
-        ctx.sizes, ctx.dim, ctx.booking = [a.shape[dim] for a in inputs], dim, booking
-        return value
+    def forward(ctx, a: Tensor, b: Tensor, epsilon: float, matmul: bool, booking: Booking):
+        z = torch.matmul(a, b) if matmul else a * b
+        ctx.save_for_backward(a, b, z)
+        ctx.epsilon, ctx.matmul, ctx.booking = epsilon, matmul, booking
+        return z
 
     @staticmethod
     def backward(ctx, r: Tensor):
-        parts = tuple(r.split(ctx.sizes, ctx.dim))
-        ctx.booking.book(r, parts)
-        return (None, None, None, *parts)
+        a, b, z = ctx.saved_tensors
+        den = z + ctx.epsilon * sign(z) if ctx.epsilon else z
+        s = torch.where(den == 0, torch.zeros_like(r), r / torch.where(den == 0, 1, den))
+        if ctx.matmul:
+            r_a = 0.5 * a * (s @ b.transpose(-1, -2))
+            r_b = 0.5 * b * (a.transpose(-1, -2) @ s)
+        else:
+            r_a = r_b = 0.5 * z * s
+        r_a, r_b = _fit(r_a, a.shape), _fit(r_b, b.shape)
+        absorbed = per_sample_sum(r) - per_sample_sum(r_a) - per_sample_sum(r_b)
+        ctx.booking.book(r, (r_a, r_b), None, absorbed)
+        return r_a, r_b, None, None, None
 
 
-class Marker(torch.autograd.Function):
-    """A stand-in tensor (zeros) handed to code whose result is replaced afterwards.
-
-    Its backward never runs: the graph check refuses any path through it.
-    """
-
-    @staticmethod
-    def forward(ctx, t: Tensor):
-        return torch.zeros_like(t)
-
-    @staticmethod
-    def backward(ctx, r: Tensor):  # pragma: no cover - refused by the graph check
-        raise RuntimeError("lrp_tutor internal error: relevance reached a Marker.")
+def explain_linear(x: Tensor, value: Tensor, layer: LinearMap, rule, booking: Booking, where: str):
+    """``value`` with the rule's backward through ``layer`` attached (Pass: unchanged)."""
+    if not rule.parts:  # Pass
+        if value.shape != x.shape:
+            raise RuleError(
+                f"Rule {rule!r} passes relevance unchanged, but {where} maps shape "
+                f"{tuple(x.shape)} to {tuple(value.shape)}. Give it another rule."
+            )
+        return PassThrough.apply(x, value.detach(), booking)
+    return WeightedRule.apply(x, value.detach(), layer, rule.parts, booking)
 
 
-OURS = frozenset(
-    f._backward_cls for f in (WeightedRule, PassThrough, WinnerTakesAll, SumRule, ConcatPass)
-)
+OURS = frozenset(f._backward_cls for f in (WeightedRule, PassThrough, SumRule, Product))
 """The backward node types of the functions above that relevance may pass through."""

@@ -36,10 +36,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
-from ..errors import UnsupportedLayerError
+from ..errors import RuleError, UnsupportedLayerError
 from ..rules import identity, negative, ones_like, positive
+from .bookings import per_sample_sum
 
-__all__ = ["LinearMap", "DenseMap", "ConvMap", "PoolMap", "Scratch", "scratch_like", "make_map"]
+__all__ = [
+    "LinearMap",
+    "DenseMap",
+    "ConvMap",
+    "PoolMap",
+    "ScaleMap",
+    "FunctionMap",
+    "CenteredMap",
+    "Scratch",
+    "scratch_like",
+    "numeric_padding",
+]
 
 Rho = Callable[[Any], Any]
 
@@ -350,37 +362,47 @@ class DenseMap(_Weighted):
 
 
 class ConvMap(_Weighted):
-    """``nn.Conv1d``/``nn.Conv2d``: a convolution and its transpose (the input gradient op)."""
+    """A convolution of any dimension (``F.conv1d/2d/3d``, grouped, dilated, strided) or a
+    transposed one (``F.conv_transpose1d/2d/3d``), with its transpose: the input gradient
+    of the convolution, a transposed convolution — no second forward pass."""
 
     def __init__(
         self,
-        module: nn.Module,
         weight: Tensor,
         bias: Tensor | None,
-        name: str,
+        *,
+        stride: Sequence[int],
+        padding: Sequence[int],
+        dilation: Sequence[int],
+        groups: int = 1,
+        transposed: bool = False,
+        output_padding: Sequence[int] | None = None,
         scale: Tensor | None = None,
         activations: int = 0,
         scratch: Scratch | None = None,
     ) -> None:
         super().__init__(weight, bias, scale, activations, scratch)
         self.dims = weight.ndim - 2
-        if module.padding_mode != "zeros":
-            raise UnsupportedLayerError(
-                f"Layer '{name}' ({module}) pads with padding_mode={module.padding_mode!r}; "
-                "lrp_tutor explains convolutions with zero padding only."
-            )
-        self.stride, self.dilation, self.groups = module.stride, module.dilation, module.groups
-        self.padding = _numeric_padding(module, name)
-        self.stacks = self.groups == 1
+        self.stride, self.padding, self.dilation = tuple(stride), tuple(padding), tuple(dilation)
+        self.groups, self.transposed = groups, transposed
+        self.output_padding = tuple(output_padding or (0,) * self.dims)
+        self.stacks = groups == 1 and not transposed
+
+    def _conv(self, x: Tensor, w: Tensor, groups: int) -> Tensor:
+        if self.transposed:
+            return torch.ops.aten.convolution(
+                x, w, None, self.stride, self.padding, self.dilation, True,
+                self.output_padding, groups,
+            )  # fmt: skip
+        conv = (F.conv1d, F.conv2d, F.conv3d)[self.dims - 1]
+        return conv(x, w, None, self.stride, self.padding, self.dilation, groups)
 
     def forward_stacked(
         self, xs: Sequence[Tensor], rhos: Sequence[Sequence[Rho | None]]
     ) -> list[Tensor]:
         """:math:`z^p = \\sum_k \\rho_{pk}(W) \\star \\phi_k(x)` for every part *p*, in one
         convolution with :meth:`block` (the inputs stacked along the channels)."""
-        conv = F.conv1d if self.dims == 1 else F.conv2d
-        w = self.block(rhos)
-        z = conv(torch.cat(list(xs), 1), w, None, self.stride, self.padding, self.dilation)
+        z = self._conv(torch.cat(list(xs), 1), self.block(rhos), 1)
         return list(z.chunk(len(rhos), 1))
 
     def transpose_stacked(
@@ -394,14 +416,13 @@ class ConvMap(_Weighted):
         return list(c.chunk(len(rhos[0]), 1))
 
     def forward(self, x: Tensor, rho: Rho) -> Tensor:
-        conv = F.conv1d if self.dims == 1 else F.conv2d
         w = self._kernel(rho)
-        groups = 1 if rho is ones_like and self.groups == 1 else self.groups
-        return self._scaled(conv(x, w, None, self.stride, self.padding, self.dilation, groups), rho)
+        groups = 1 if self._one_channel(rho) else self.groups
+        return self._scaled(self._conv(x, w, groups), rho)
 
     def transpose(self, s: Tensor, rho: Rho, x: Tensor) -> Tensor:
         w = self._kernel(rho)
-        if rho is ones_like and self.groups == 1:  # all output channels alike: add them first
+        if self._one_channel(rho):  # all output channels alike: add them first
             s = s.sum(1, keepdim=True)
         s = self._scaled(s, rho)
         if s.shape[0] != x.shape[0]:
@@ -409,9 +430,9 @@ class ConvMap(_Weighted):
         return self._transposed(s, w, x, self.groups)
 
     def _transposed(self, s: Tensor, w: Tensor, like: Tensor, groups: int) -> Tensor:
-        """The transposed convolution with kernel ``w`` applied to ``s``: the input gradient
-        of the convolution at an input shaped like ``like`` (only its shape matters; the real
-        input is a little faster than an expanded stand-in, which is copied)."""
+        """The transposed map applied to ``s``: the input gradient of the convolution with
+        kernel ``w`` at an input shaped like ``like`` (only its shape matters; the real input
+        is a little faster than an expanded stand-in, which is copied)."""
         return torch.ops.aten.convolution_backward(
             s.contiguous(),
             like,
@@ -420,30 +441,44 @@ class ConvMap(_Weighted):
             self.stride,
             self.padding,
             self.dilation,
-            False,
-            [0] * self.dims,
+            self.transposed,
+            self.output_padding,
             groups,
             [True, False, False],
         )[0]
 
+    def _one_channel(self, rho: Rho) -> bool:
+        """Flat on an ungrouped convolution: every output channel has the same all-ones kernel,
+        so one output channel stands for all."""
+        return rho is ones_like and self.groups == 1 and not self.transposed
+
     def _kernel(self, rho: Rho) -> Tensor:
-        if rho is ones_like and self.groups == 1:  # one output channel stands for all
+        if self._one_channel(rho):
             return self.base.new_ones((1, *self.base.shape[1:]))
         return self._rho_weight(rho)
 
 
-def _numeric_padding(module: nn.Module, name: str) -> tuple[int, ...]:
-    padding = module.padding
+def numeric_padding(
+    padding: Any, kernel_size: Sequence[int], dilation: Sequence[int], where: str
+) -> tuple[int, ...]:
+    """A convolution's padding as numbers per dimension ('valid', 'same', an int or a tuple).
+
+    >>> numeric_padding("same", (3, 5), (1, 1), "conv")
+    (1, 2)
+    """
+    dims = len(kernel_size)
     if padding == "valid":
-        return (0,) * len(module.kernel_size)
+        return (0,) * dims
     if padding == "same":
-        total = [d * (k - 1) for d, k in zip(module.dilation, module.kernel_size, strict=True)]
+        total = [d * (k - 1) for d, k in zip(dilation, kernel_size, strict=True)]
         if any(t % 2 for t in total):
             raise UnsupportedLayerError(
-                f"Layer '{name}' ({module}) uses padding='same' with an even kernel, which pads "
-                "unevenly; give the padding as numbers instead."
+                f"{where} uses padding='same' with an even kernel, which pads unevenly; give "
+                "the padding as numbers instead."
             )
         return tuple(t // 2 for t in total)
+    if isinstance(padding, int):
+        return (padding,) * dims
     return tuple(padding)
 
 
@@ -458,14 +493,18 @@ class PoolMap(LinearMap):
 
     def __init__(
         self,
-        module: nn.Module,
+        module: Any,
         input_shape: torch.Size,
         like: Tensor,
         scratch: Scratch | None = None,
+        *,
+        adaptive: bool,
+        dims: int,
     ) -> None:
+        # module: the pool's arguments as attributes (kernel_size, stride, padding, ceil_mode,
+        # count_include_pad, divisor_override; output_size where adaptive), as nn.AvgPool2d
         self.module, self.scratch = module, scratch
-        self.adaptive = isinstance(module, nn.AdaptiveAvgPool1d | nn.AdaptiveAvgPool2d)
-        self.dims = 1 if isinstance(module, nn.AvgPool1d | nn.AdaptiveAvgPool1d) else 2
+        self.adaptive, self.dims = adaptive, dims
         self.spatial = tuple(input_shape[-self.dims :])
         ones = like.new_ones((1, 1, *self.spatial))
         counts = self._pool2d(_as_2d(ones, self.dims), divisor_one=True)  # |K_j|
@@ -561,22 +600,180 @@ def _from_2d(x: Tensor, dims: int) -> Tensor:
     return x if dims == 2 else x.squeeze(-2)
 
 
-def make_map(
-    module: nn.Module,
-    name: str,
-    x: Tensor,
-    merged: tuple[Tensor, Tensor] | None = None,
-    scratch: Scratch | None = None,
-) -> LinearMap:
-    """The :class:`LinearMap` of ``module``; ``merged`` = (scale λ, bias b') of a BatchNorm;
-    ``scratch`` the memory for its transient tensors."""
-    if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d):
-        w = module.weight.detach()
-        if merged is None:
-            scale, b = None, None if module.bias is None else module.bias.detach()
+def _fit(c: Tensor, shape: torch.Size) -> Tensor:
+    """``c`` brought to ``shape``: summed over the dimensions a broadcast expanded, expanded
+    over those where ``c`` has size 1 (a map's transpose, shaped like its input)."""
+    if c.shape == shape:
+        return c
+    lead = c.ndim - len(shape)
+    if lead > 0:
+        c = c.sum(tuple(range(lead)))
+    dims = tuple(d for d, (a, b) in enumerate(zip(c.shape, shape, strict=True)) if a > 1 == b)
+    if dims:
+        c = c.sum(dims, keepdim=True)
+    return c.expand(shape)
+
+
+def _gain(rho: Rho, where: str, signed: bool = False) -> float:
+    """:math:`\\rho(w)/w` for a map whose weights are all positive and ρ positively
+    homogeneous (the identity, :math:`w^+`, γ: ρ(w) = g·w); anything else is refused."""
+    if rho is identity:
+        return 1.0
+    if signed or rho is ones_like or not homogeneous(rho):
+        raise RuleError(
+            f"{where} is a fixed linear map; it takes rules whose weight modifier scales the "
+            "weights (Epsilon, LRP0, Gamma, ZPlus, AlphaBeta), not flat or w²."
+        )
+    return float(rho(torch.tensor(1.0, dtype=torch.float64)))
+
+
+class ScaleMap(LinearMap):
+    r"""An element-wise affine map :math:`z_j = w_j x_j + b_j` (broadcast): BatchNorm on its
+    own, a layer scale, a gate held constant, a constant added (a bias).
+
+    ``weight`` and ``bias`` broadcast against the output (either may be None: 1 and 0).
+    A weight with a batch dimension is a per-sample constant (a gate :math:`g(s)` held fixed).
+
+    >>> m = ScaleMap(torch.tensor([2.0, -1.0]), torch.tensor([0.5, 0.0]))
+    >>> m.forward(torch.tensor([[1.0, 3.0]]), identity)
+    tensor([[ 2., -3.]])
+    >>> m.transpose(torch.tensor([[1.0, 1.0]]), identity, torch.zeros(1, 2))
+    tensor([[ 2., -1.]])
+    """
+
+    def __init__(
+        self, weight: Tensor | None, bias: Tensor | None, scratch: Scratch | None = None
+    ) -> None:
+        self.weight, self._bias, self.scratch = weight, bias, scratch
+
+    def _w(self, rho: Rho, like: Tensor) -> Tensor:
+        w = like.new_ones(()) if self.weight is None else self.weight
+        return rho(w)
+
+    def forward(self, x: Tensor, rho: Rho) -> Tensor:
+        return x * self._w(rho, x)
+
+    def transpose(self, s: Tensor, rho: Rho, x: Tensor) -> Tensor:
+        return _fit(s * self._w(rho, s), x.shape)
+
+    def bias(self, rho: Rho) -> Tensor | None:
+        return None if self._bias is None else rho(self._bias)
+
+    def add_bias(self, z: Tensor, rho: Rho) -> Tensor:
+        b = self.bias(rho)
+        if b is None:
+            return z
+        return z.add_(b) if torch.broadcast_shapes(z.shape, b.shape) == z.shape else z + b
+
+    def bias_absorbed(self, s: Tensor, rho: Rho) -> Tensor | None:
+        b = self.bias(rho)
+        return None if b is None else per_sample_sum(s * b)
+
+
+class FunctionMap(LinearMap):
+    r"""A fixed linear map with non-negative weights given as a function, :math:`z = f(x)`:
+    a mean or sum over dimensions, pooling in 3-D, bilinear interpolation.
+
+    Its transpose is the vector-Jacobian product :math:`c = J_f^\top s`, by ``transpose``
+    where given, else by autograd on ``f``. Weight modifiers that scale positive weights
+    (:math:`\rho(w) = g\,w`) scale the map; others are refused.
+
+    >>> m = FunctionMap(lambda t: t.mean(-1, keepdim=True), "mean")
+    >>> m.forward(torch.tensor([[1.0, 3.0]]), identity)
+    tensor([[2.]])
+    >>> m.transpose(torch.tensor([[1.0]]), identity, torch.zeros(1, 2))
+    tensor([[0.5000, 0.5000]])
+    """
+
+    def __init__(
+        self,
+        f: Callable[[Tensor], Tensor],
+        where: str,
+        transpose: Callable[[Tensor, Tensor], Tensor] | None = None,
+        scratch: Scratch | None = None,
+        signed: bool = False,
+    ) -> None:
+        self.f, self.where, self._transpose, self.scratch = f, where, transpose, scratch
+        self.signed = signed  # weights of both signs: only the identity modifier
+
+    def forward(self, x: Tensor, rho: Rho) -> Tensor:
+        g = _gain(rho, self.where, self.signed)
+        z = self.f(x)
+        return z if g == 1 else z * g
+
+    def transpose(self, s: Tensor, rho: Rho, x: Tensor) -> Tensor:
+        g = _gain(rho, self.where, self.signed)
+        if self._transpose is not None:
+            c = self._transpose(s, x)
         else:
-            scale, b = merged
-        if isinstance(module, nn.Linear):
-            return DenseMap(w, b, scale, x.numel(), scratch)
-        return ConvMap(module, w, b, name, scale, x.numel(), scratch)
-    return PoolMap(module, x.shape, x, scratch)
+            with torch.enable_grad():
+                probe = x.detach().requires_grad_(True)
+                (c,) = torch.autograd.grad(self.f(probe), probe, s)
+        return _fit(c if g == 1 else c * g, x.shape)
+
+
+class CenteredMap(ScaleMap):
+    r"""LayerNorm and GroupNorm with the standard deviation held constant (CP-LRP, AttnLRP):
+
+    .. math::
+
+        z_j = \sum_i x_i \Big(\delta_{ij} - \frac{1}{n}\Big)\frac{w_j}{\sigma} + b_j,
+        \qquad c_i = \frac{1}{\sigma}\Big(w_i s_i - \frac{1}{n}\sum_j w_j s_j\Big)
+
+    over the *n* entries that share a mean and σ (the normalised trailing dimensions of
+    LayerNorm, a group of channels of GroupNorm). Only unmodified weights (ε-type rules).
+
+    >>> x = torch.tensor([[1.0, 3.0]])
+    >>> m = CenteredMap(x, dims=(-1,), groups=None, weight=None, bias=None, eps=0.0)
+    >>> m.forward(x, identity)
+    tensor([[-1.,  1.]])
+    """
+
+    def __init__(
+        self,
+        x: Tensor,
+        *,
+        dims: tuple[int, ...] | None,
+        groups: int | None,
+        weight: Tensor | None,
+        bias: Tensor | None,
+        eps: float,
+        scratch: Scratch | None = None,
+    ) -> None:
+        super().__init__(weight, bias, scratch)
+        self.dims, self.groups = dims, groups
+        with torch.no_grad():
+            var = self._mean(x * x) - self._mean(x) ** 2
+            self.sigma = (var.clamp(min=0) + eps).sqrt()  # held constant
+
+    def _grouped(self, t: Tensor) -> Tensor:
+        return t.reshape(t.shape[0], self.groups, -1)
+
+    def _mean(self, t: Tensor) -> Tensor:
+        """The mean over the entries that share a statistic, broadcastable to ``t``."""
+        if self.groups is None:
+            return t.mean(self.dims, keepdim=True)
+        return self._grouped(t).mean(-1, keepdim=True)
+
+    def _centered(self, t: Tensor) -> Tensor:
+        if self.groups is None:
+            return (t - self._mean(t)) / self.sigma
+        g = self._grouped(t)
+        return ((g - g.mean(-1, keepdim=True)) / self.sigma).reshape(t.shape)
+
+    def forward(self, x: Tensor, rho: Rho) -> Tensor:
+        if rho is not identity:
+            raise RuleError(
+                "A normalisation (LayerNorm, GroupNorm) takes ε-type rules only (Epsilon, "
+                "LRP0): its weights δ_ij − 1/n are not modified."
+            )
+        z = self._centered(x)
+        return z if self.weight is None else z * self.weight
+
+    def transpose(self, s: Tensor, rho: Rho, x: Tensor) -> Tensor:
+        u = s if self.weight is None else s * self.weight
+        return _fit(self._centered_t(u), x.shape)
+
+    def _centered_t(self, u: Tensor) -> Tensor:
+        # the map is symmetric in i and j up to w: c = (u − mean(u)) / σ
+        return self._centered(u)

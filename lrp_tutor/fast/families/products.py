@@ -1,0 +1,113 @@
+r"""Products: a gate, and the product of two activations.
+
+A **gate** :math:`z_j = x_j \cdot g_j(s)` — a squeeze-excitation block's
+``x * sigmoid(fc(pool(x)))``, a division by a norm computed from the input — holds the gate
+constant and sends all relevance to the signal: the product is an element-wise linear map of
+*x* with the weight :math:`g_j` (Arras et al. 2017, "Explaining recurrent neural network
+predictions in sentiment analysis", the signal-takes-all rule for LSTM gates). The gate is
+the factor that was broadcast (fewer entries), else the output of a gating function
+(sigmoid, hardsigmoid); a division :math:`a / b` gates *a* with :math:`1/b`.
+
+The **product of two activations** of one shape, :math:`z_{ij} = a_i b_j` (and a matmul of
+two activations, :math:`z_{ij} = \sum_k a_{ik} b_{kj}`) splits each contribution's relevance
+in half between its two factors: the uniform rule of AttnLRP (Achtibat et al. 2024, ICML,
+"AttnLRP: Attention-aware layer-wise relevance propagation for transformers", Prop. 3.3),
+with the ε-stabiliser :math:`s = R / \mathrm{stab}(z)`:
+
+.. math::
+
+    R_a = \tfrac12\, a \odot (s\, b^\top), \qquad R_b = \tfrac12\, b \odot (a^\top s) .
+
+>>> import torch
+>>> a = torch.tensor([[2.0]], requires_grad=True)
+>>> b = torch.tensor([[3.0]], requires_grad=True)
+>>> from lrp_tutor.fast.bookings import Recorder
+>>> z = Product.apply(a, b, 0.0, False, Recorder(False).new("mul", "mul"))
+>>> [g.item() for g in torch.autograd.grad(z, (a, b), torch.tensor([[6.0]]))]
+[3.0, 3.0]
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ...errors import UnsupportedLayerError
+from ...rules import sign
+from ..bookings import Booking, per_sample_sum
+from ..functions import Product, explain_linear
+from ..maps import ScaleMap
+from .linear import scale
+
+
+def _gate_of(call, a: Tensor, b: Tensor) -> int | None:
+    """Which factor is the gate: 0, 1, or None (two activations alike)."""
+    if a.numel() != b.numel():
+        return 0 if a.numel() < b.numel() else 1
+    gates = call.session.gates
+    for k, t in enumerate((a, b)):
+        ref = gates.get(id(t))
+        if ref is not None and ref() is t:
+            return k
+    return None
+
+
+def multiply(call) -> Tensor:
+    """``a * b`` and ``a / b``: a constant factor (:func:`~.linear.scale`), a gate, or the
+    uniform rule."""
+    a, b = call.args[0], call.args[1]
+    if not (call.carries(a) and call.carries(b)):
+        return scale(call)
+    name = getattr(call.func, "__name__", "").strip("_")
+    value = call.plain()
+    if name in ("div", "divide", "true_divide", "truediv"):
+        gate, signal, weight = b, a, 1 / b.detach()
+    else:
+        k = _gate_of(call, a, b)
+        if k is None:
+            rule = call.rule("fixed")
+            epsilon = rule.parts[0].epsilon if rule.parts else 0.0
+            return Product.apply(a, b, epsilon, False, call.booking("product"))
+        gate, signal = (a, b) if k == 0 else (b, a)
+        weight = gate.detach()
+    layer = ScaleMap(weight, None, call.session.scratch)
+    rule = call.rule("fixed")
+    return explain_linear(signal, value, layer, rule, call.booking("gate"), call.where())
+
+
+def matmul(call) -> Tensor:
+    """``a @ b``: with a constant weight a linear layer, with two activations the uniform
+    rule."""
+    a, b = call.args[0], call.args[1]
+    if call.carries(a) and call.carries(b):
+        return matmul_of_activations(call)
+    from .linear import fixed_function
+
+    if call.carries(a) and b.ndim == 2:  # x W: a dense layer with weight Wᵀ
+        from ..maps import DenseMap
+
+        value = call.plain()
+        layer = DenseMap(b.detach().T, None, None, a.numel(), call.session.scratch)
+        rule = call.rule("weighted", torch.nn.Linear)
+        return explain_linear(a, value, layer, rule, call.booking("matmul"), call.where())
+    return fixed_function(call, signed=True)
+
+
+def matmul_of_activations(call) -> Tensor:
+    """Two activations multiplied as matrices (attention's QKᵀ, A·V): the uniform rule."""
+    a, b = call.args[0], call.args[1]
+    name = getattr(call.func, "__name__", "")
+    if name == "linear":  # F.linear(a, b) = a bᵀ
+        b = b.transpose(-1, -2)
+        if call.arg(2, "bias") is not None:
+            raise UnsupportedLayerError(
+                f"F.linear in {call.where()} multiplies two activations and adds a bias; "
+                "write it as a matmul and an addition."
+            )
+    rule = call.rule("fixed")
+    epsilon = rule.parts[0].epsilon if rule.parts else 0.0
+    return Product.apply(a, b, epsilon, True, call.booking("matmul"))
+
+
+PRODUCTS = ("mul", "multiply", "__mul__", "__rmul__", "div", "divide", "true_divide", "__truediv__")
+MATMULS = ("matmul", "mm", "bmm", "__matmul__")

@@ -1,0 +1,77 @@
+r"""Routing: operations that move values without computing with them.
+
+Reshapes, permutes, concatenations, slices, channel shuffles, padding, copies, dropout in
+eval mode, nearest-neighbour upsampling and max pooling send every output entry from exactly
+one input entry (or copy one input to several outputs). Their gradient routes relevance
+exactly where LRP does: :math:`R_i = \sum_{j \text{ taken from } i} R_j`; max pooling sends
+each output's relevance to the input that won (winner takes all). So autograd itself runs
+them; the engine remembers the nodes they made for the graph check.
+
+>>> import torch
+>>> x = torch.tensor([[1.0, 5.0, 2.0]], requires_grad=True)
+>>> torch.autograd.grad(x.amax(1), x, torch.tensor([3.0]))[0]   # the winner gets R
+tensor([[0., 3., 0.]])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..functions import PassThrough
+
+
+def route(call) -> Any:
+    """Run the operation under autograd: its gradient is the exact routing. A leaf module's
+    own operation (nn.MaxPool2d, nn.Flatten, nn.Dropout) gets its line in the ledger, with
+    the relevance at its input."""
+    if call.own:
+        k = next((i for i, a in enumerate(call.args) if call.carries(a)), None)
+        if k is not None and call.args[k].is_floating_point():
+            x = call.args[k]
+            booked = PassThrough.apply(x, x.detach(), call.booking(call.label))
+            call.args = (*call.args[:k], booked, *call.args[k + 1 :])
+    return call.traced()
+
+
+def interpolate(call) -> Any:
+    """``F.interpolate``: nearest neighbours route; (bi/tri)linear modes are fixed linear maps."""
+    mode = call.arg(3, "mode", "nearest")
+    if mode in ("nearest", "nearest-exact"):
+        return call.traced()
+    from .linear import fixed_function
+
+    return fixed_function(call)
+
+
+def setitem(call) -> Tensor:
+    """``t[index] = value``: a copy of ``t`` with ``value`` routed into ``index``."""
+    t, index, value = call.args[:3]
+    out = t.clone()
+    out[index] = value
+    call.session.learn(out, call.args)
+    return out
+
+
+def copy(call) -> Tensor:
+    """``t.copy_(src)``: ``src`` routed into the shape and dtype of ``t``."""
+    t, src = call.args[:2]
+    out = src.to(dtype=t.dtype, device=t.device).expand_as(t).clone()
+    call.session.learn(out, call.args)
+    return out
+
+
+ROUTES = (
+    "view view_as reshape reshape_as flatten unflatten ravel permute transpose t swapaxes "
+    "swapdims movedim moveaxis squeeze unsqueeze contiguous clone expand expand_as repeat "
+    "tile cat concat concatenate stack hstack vstack dstack split split_with_sizes chunk "
+    "unbind tensor_split narrow select index_select gather take_along_dim __getitem__ roll "
+    "flip fliplr flipud rot90 pad pixel_shuffle pixel_unshuffle channel_shuffle "
+    "native_channel_shuffle to type float double half cpu cuda dropout dropout1d dropout2d "
+    "dropout3d alpha_dropout feature_alpha_dropout masked_fill where diagonal tril triu "
+    "max_pool1d max_pool2d max_pool3d max_pool1d_with_indices max_pool2d_with_indices "
+    "max_pool3d_with_indices adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d "
+    "amax amin max min maximum minimum max_unpool2d unfold T mT H mH"
+).split()
