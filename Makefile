@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 
-.PHONY: lab test lint demo exercises bench clean
+.PHONY: lab test lint demo exercises bench clean models
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,13 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[dev,notebooks,data,browser]"
+	$(MAKE) --no-print-directory models
+
+# Real models for the tests (torchvision, timm) and Zennit for the agreement tests. They pin
+# torch versions of their own, so they come without dependencies (torch is there already);
+# the package itself needs none of them.
+models: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --no-deps "torchvision<=0.29.1" "timm>=1.0" "zennit==0.5.1"
 	touch $(STAMP)
 
 # JupyterLab refuses to run as root without --allow-root (containers, CI machines).
@@ -27,7 +34,7 @@ lab: $(STAMP)  ## open the course in JupyterLab
 test: $(STAMP)  ## lint, unit tests, doctests and every notebook under nbval
 	$(BIN)/ruff check lrp_tutor tests benchmarks scripts
 	$(BIN)/ruff format --check lrp_tutor tests benchmarks scripts
-	$(BIN)/python -m pytest -q --doctest-modules lrp_tutor tests
+	LRP_TUTOR_REQUIRE_MODELS=1 $(BIN)/python -m pytest -q --doctest-modules lrp_tutor tests
 	$(BIN)/python -m pytest -q --nbval notebooks exercises/source --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 lint: $(STAMP)

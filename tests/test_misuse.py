@@ -794,6 +794,75 @@ def test_checker_not_given_a_function():
     assert "Pass the function itself" in result.message
 
 
+class _Frozen(nn.Module):
+    """A frozen backbone: its forward cuts the path to x (no_grad, detach or .data)."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.backbone = nn.Sequential(nn.Linear(6, 5), nn.ReLU())
+        self.head = nn.Linear(5, 3)
+
+    def forward(self, x):
+        if self.how in ("no_grad", "inference_mode"):
+            with getattr(torch, self.how)():
+                h = self.backbone(x)
+            return self.head(h)
+        h = self.backbone(x)
+        if self.how in ("detach", "data"):
+            h = h.detach() if self.how == "detach" else h.data
+        return self.head(h)
+
+
+def test_explain_no_grad_inside_forward():
+    """A no_grad block in the forward (a frozen backbone) does not cut relevance off: LRP
+    explains what the code computes, whatever autograd was told. inference_mode makes
+    tensors autograd cannot use at all: that is said."""
+    model = _Frozen("no_grad").double().eval()
+    plain = _Frozen("plain").double().eval()
+    plain.load_state_dict(model.state_dict())
+    expected = lt.explain(plain, x_dense(), rule=AlphaBeta())
+    got = lt.explain(model, x_dense(), rule=AlphaBeta())
+    assert_close(got.relevance, expected.relevance, 1e-14)
+    inference = _Frozen("inference_mode").double().eval()
+    message(
+        UnsupportedLayerError,
+        lambda: lt.explain(inference, x_dense()),
+        "runs without autograd",
+        "'backbone.0' (Linear",
+        "torch.inference_mode()",
+    )
+
+
+@pytest.mark.parametrize("how", ["detach", "data"])
+def test_explain_detach_inside_forward(how):
+    """Relevance cannot pass a detached tensor: said, never an all-zero heatmap."""
+    model = _Frozen(how).double().eval()
+    message(
+        UnsupportedLayerError,
+        lambda: lt.explain(model, x_dense()),
+        f"Tensor.{how}",
+        "forward of the model (_Frozen)",
+        "relevance cannot pass a detached tensor",
+    )
+    # a user's pre-hook that detaches is refused alike, naming the module it runs in
+    plain = dense()
+    handle = plain[2].register_forward_pre_hook(lambda module, args: (args[0].detach(),))
+    message(UnsupportedLayerError, lambda: lt.explain(plain, x_dense()), "Tensor.detach")
+    handle.remove()
+
+
+def test_explain_batchnorm_with_batch_statistics():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, track_running_stats=False))
+    message(
+        UnsupportedLayerError,
+        lambda: lt.explain(model.eval(), x_image()),
+        "'1' (BatchNorm2d",
+        "statistics of the batch",
+        "running statistics",
+    )
+
+
 # ============================================================================ the table
 
 

@@ -6,8 +6,10 @@ Three checks per model:
 
 - **The books balance.** With ``epsilon_plus_flat()`` the relevance is finite and the ledger
   books every bit: :math:`|\\sum_i R_i + \\text{absorbed} - f_c| \\le 10^{-6} |f_c|`.
-- **Nothing is lost or counted twice.** With every bias and BatchNorm shift zeroed and
-  ``Epsilon(1e-12)``, only the stabilisers absorb: :math:`\\sum_i R_i = f_c` to 1e-3.
+- **Nothing is lost or counted twice.** With every bias and BatchNorm shift zeroed and LRP-0
+  on every operation (the fixed maps too: random weights make some of these networks' logits
+  as small as 1e-45, where any absolute ε would absorb everything), nothing absorbs:
+  :math:`\\sum_i R_i = f_c` to 1e-3 (a neuron with :math:`z_j = 0` exactly sends nothing).
 - **LRP-0 is gradient × input** on bias-free networks of ReLUs, max pooling and linear maps,
   to 1e-12.
 
@@ -25,7 +27,7 @@ from torch import nn
 
 import lrp_tutor as lt
 from lrp_tutor import composites
-from lrp_tutor.rules import LRP0, Epsilon
+from lrp_tutor.rules import LRP0
 
 if os.environ.get("LRP_TUTOR_REQUIRE_MODELS"):  # make test: they are installed, never skipped
     import timm
@@ -35,6 +37,8 @@ else:
     timm = pytest.importorskip("timm")
 
 f64 = torch.float64
+EVERYWHERE = composites.Composite(by_type={nn.Module: LRP0()}, default=LRP0())
+"""LRP-0 for every operation: weighted layers, fixed maps, sums."""
 NORMS = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 TORCHVISION = [
@@ -157,7 +161,7 @@ def check(model: nn.Module, x: torch.Tensor) -> None:
     assert bool((gap <= 1e-6 * logit.abs()).all()), (gap, logit)
 
     free = bias_free(model)
-    e = lt.explain(free, x, rule=Epsilon(1e-12))
+    e = lt.explain(free, x, composite=EVERYWHERE)
     torch.testing.assert_close(e.total, e.seed, rtol=1e-3, atol=0)
 
 
@@ -183,8 +187,7 @@ def test_lrp0_is_gradient_times_input_on_bias_free_relu_networks(name):
     model = bias_free(build_torchvision(name))
     torch.manual_seed(3)
     x = torch.randn(2, 3, size_of(name), size_of(name), dtype=f64)
-    everything = composites.Composite(by_type={nn.Module: LRP0()}, default=LRP0())
-    e = lt.explain(model, x, composite=everything)
+    e = lt.explain(model, x, composite=EVERYWHERE)
     x_grad = x.clone().requires_grad_(True)
     logits = model(x_grad)
     picked = logits.gather(1, e.target[:, None]).sum()

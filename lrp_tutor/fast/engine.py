@@ -168,6 +168,7 @@ class Session(TorchFunctionMode):
         self.pending: dict[int, Pending] = {}
         self.replaced: dict[int, tuple[Any, Tensor]] = {}
         self.gates: dict[int, Any] = {}  # outputs of gating functions (sigmoid…), weakly
+        self.held: dict[int, tuple[Any, str]] = {}  # softmax outputs held constant
         self.known: set[Any] = set()  # autograd nodes that routing operations made
         self.scratch = Scratch()  # transient tensors, reused layer by layer
         self.handles: list[Any] = []
@@ -326,10 +327,16 @@ class Session(TorchFunctionMode):
         try:
             output = self._current(output, keep_pending=False)
             if isinstance(output, Tensor):
+                held = self.held.get(id(output))
+                if held is not None and held[0]() is output:
+                    raise UnsupportedLayerError(
+                        f"The model ends with {held[1]}: explain the logits: "
+                        "remove the softmax from the model."
+                    )
                 check_graph(output, self.x, self._allowed, self._describe)
             return output
         finally:
-            for state in (self.pending, self.replaced, self.gates, self.known):
+            for state in (self.pending, self.replaced, self.gates, self.held, self.known):
                 state.clear()
 
     def _allowed(self, node: Any) -> bool:

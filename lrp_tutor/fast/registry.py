@@ -141,6 +141,13 @@ FAMILIES: tuple[Family, ...] = (
         "Tanh, …) — relevance passes through",
     ),
     Family(
+        "softmax",
+        elementwise.HELD,
+        elementwise.held_constant,
+        None,
+        "softmax — held constant (CP-LRP): a product with it is a gate",
+    ),
+    Family(
         "interpolate",
         ("interpolate", "upsample", "upsample_nearest", "upsample_bilinear"),
         routing.interpolate,

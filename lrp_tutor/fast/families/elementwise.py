@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..functions import PassThrough
 
-GATING = frozenset({"sigmoid", "hardsigmoid", "softmax"})
+GATING = frozenset({"sigmoid", "hardsigmoid"})
 
 
 def pass_through(call) -> Tensor:
@@ -46,3 +46,17 @@ ACTIVATIONS = (
     "threshold clamp clip clamp_min clamp_max neg negative abs exp log sqrt rsqrt square "
     "erf __neg__"
 ).split()
+
+
+def held_constant(call) -> Tensor:
+    """Softmax held constant (CP-LRP, Ali et al. 2022): its output is a constant weight, so a
+    product with it is a gate and no relevance enters its input (the split attention of
+    ResNeSt and SKNet). A softmax on the logits is refused when the forward ends."""
+    from ..registry import describe
+
+    value = call.plain()
+    call.session.held[id(value)] = (weakref.ref(value), f"{describe(call.func)} in {call.where()}")
+    return value
+
+
+HELD = ("softmax",)
