@@ -512,6 +512,23 @@ def test_composite_without_rule_for_a_layer():
     )
 
 
+# ============================================================================ ledger
+
+
+@pytest.mark.parametrize("rule", [Epsilon(0.25), AlphaBeta(2, 1), ZPlus(), Flat()], ids=repr)
+def test_ledger_of_a_float32_explanation(rule):
+    digits, _ = zoo.mnist_samples()
+    e = lt.explain(zoo.mnist_cnn(), digits[:4], rule=rule)
+    assert e.ledger.holds(), e.ledger.check()
+    assert e.ledger.check().startswith("Conservation holds")
+    assert e.ledger.tolerance > 1e-6  # float32 books balance to its precision, not to 1e-10
+    assert lt.explain(convnet(), x_image(), rule=rule).ledger.tolerance == 1e-10
+    entry = e.ledger[-1]
+    entry.relevance_in = entry.relevance_in * 0.99  # lose 1 % of the relevance: a violation
+    assert not e.ledger.holds()
+    assert e.ledger.check().startswith(f"Conservation is violated in layer {entry.layer}")
+
+
 # ============================================================================ stepper
 
 
