@@ -512,6 +512,44 @@ def test_composite_without_rule_for_a_layer():
     )
 
 
+def test_composite_type_given_as_a_string():
+    message(
+        CompositeError,
+        lambda: composites.by_type({"Linear": Epsilon()}),
+        "'Linear'",
+        "use the class nn.Linear",
+    )
+
+
+def test_composite_maps_a_layer_that_takes_no_rule():
+    model, x = convnet(), x_image()
+    message(
+        CompositeError,
+        lambda: composites.by_type({nn.ReLU: Epsilon()}, default=Epsilon()),
+        "ReLU takes no rule",
+        "element-wise activations",
+    )
+    by_pool = composites.by_name({"2": ZPlus()}, default=Epsilon())
+    message(
+        CompositeError,
+        lambda: lt.explain(model, x, composite=by_pool),
+        "layer '2' (MaxPool2d)",
+        "takes no rule",
+        "Layers that take a rule: 0, 3, 5, 7",
+    )
+
+
+def test_composite_type_the_model_lacks_warns():
+    model, x = dense(), x_dense()
+    convs = composites.by_type({nn.Conv2d: ZPlus()}, default=Epsilon(0.1))
+    with pytest.warns(UserWarning, match="maps Conv2d to ZPlus.*has no such layer"):
+        got = lt.explain(model, x, composite=convs)
+    assert_close(got.relevance, lt.explain(model, x, rule=Epsilon(0.1)).relevance)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # presets are meant for any model: no warning
+        lt.explain(model, x, composite=composites.epsilon_plus_flat())
+
+
 # ============================================================================ ledger
 
 
