@@ -476,6 +476,23 @@ def test_rule_zbox_low_not_below_high(low, high):
     message(RuleError, lambda: composites.epsilon_gamma_box(low, high), "low must be < high")
 
 
+@pytest.mark.parametrize(
+    "rule, name", [(Gamma(1e39), "gamma"), (Epsilon(1e39), "epsilon")], ids=["Gamma", "Epsilon"]
+)
+def test_rule_parameter_too_large_for_the_dtype(rule, name):
+    model, x = convnet().float(), x_image().float()
+    message(
+        RuleError,
+        lambda: lt.explain(model, x, rule=rule),
+        f"{name} = 1e+39 is beyond 1.8e+19",
+        "torch.float32",
+        "the composite's default",
+        "double()",
+    )
+    exact = lt.explain(model.double(), x.double(), rule=rule)  # float64 takes it
+    assert torch.isfinite(exact.relevance).all() and exact.ledger.holds()
+
+
 # ============================================================================ composites
 
 

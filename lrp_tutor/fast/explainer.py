@@ -43,6 +43,7 @@ from .inputs import (
     INITS,
     check_input,
     check_output,
+    check_rule_limits,
     check_target,
     choose_composite,
     model_dtype_device,
@@ -105,6 +106,7 @@ def explain(
     check_input(x)
     wanted = check_target(target)
     dtype, device = model_dtype_device(model, x)
+    check_rule_limits(chosen, dtype)
     x_work = x.detach().to(device=device, dtype=dtype)
     if x_work.is_inference():
         x_work = x_work.clone()

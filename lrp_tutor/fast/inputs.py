@@ -15,6 +15,7 @@ tensor([1, 0])
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,11 +24,12 @@ import torch
 from torch import Tensor, nn
 
 from ..composites import Composite, uniform
-from ..errors import CompositeError, InputError
+from ..errors import CompositeError, InputError, RuleError
 from ..rules import Epsilon, Rule
 
 __all__ = [
     "INITS",
+    "check_rule_limits",
     "choose_composite",
     "check_input",
     "check_target",
@@ -55,6 +57,61 @@ def choose_composite(rule: Rule | None, composite: Composite | None) -> Composit
             )
         return composite
     return uniform(Epsilon() if rule is None else rule)
+
+
+def _composite_rules(composite: Composite) -> list[tuple[str, Rule]]:
+    """(where, rule) for every rule a composite names: ``first``, ``default``, by type and
+    by name."""
+    found: list[tuple[str, Rule]] = []
+    for where in ("first", "default"):
+        rule = getattr(composite, where, None)
+        if rule is not None:
+            found.append((where, rule))
+    for key, rule in getattr(composite, "by_type", {}).items():
+        names = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(getattr(t, "__name__", repr(t)) for t in names)
+        found.append((f"by_type[{label}]", rule))
+    for key, rule in getattr(composite, "by_name", {}).items():
+        found.append((f"by_name[{key!r}]", rule))
+    return found
+
+
+def check_rule_limits(composite: Composite, dtype: torch.dtype) -> None:
+    r"""Every rule parameter (ε, γ, α, β, the z^B bounds) must be small enough for ``dtype``.
+
+    The limit is :math:`\sqrt{\max}` of the dtype (≈ 1.8e19 in float32, 1.3e154 in
+    float64): a parameter beyond it overflows once it multiplies a weight or an activation
+    (γ·w⁺ → inf, and inf/inf is NaN) or cannot even be stored (ε = 1e39 in float32).
+
+    >>> check_rule_limits(uniform(Epsilon(1e39)), torch.float32)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lrp_tutor.errors.RuleError: Epsilon(epsilon=1e+39) (the composite's default): epsilon = ...
+    """
+    if not dtype.is_floating_point:
+        return
+    limit = math.sqrt(torch.finfo(dtype).max)
+    for where, rule in _composite_rules(composite):
+        params = getattr(rule, "params", {})
+        for name, value in params.items():
+            try:
+                size = float(np.max(np.abs(np.asarray(_numbers(value), dtype=np.float64))))
+            except (TypeError, ValueError):
+                continue
+            if size > limit:
+                slot = "the composite's " + where if where in ("first", "default") else where
+                raise RuleError(
+                    f"{rule!r} ({slot}): {name} = {size:g} is beyond {limit:.2g}, the largest "
+                    f"value that stays finite in {dtype} once it multiplies a weight or an "
+                    f"activation. Use a smaller {name}, or explain in float64: "
+                    "lt.explain(copy.deepcopy(model).double(), x.double())."
+                )
+
+
+def _numbers(value: Any) -> Any:
+    if hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    return value
 
 
 def check_input(x: Any) -> None:
