@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from model_state import assert_unchanged, snapshot
 from torch import nn
 
 import lrp_tutor as lt
@@ -425,6 +426,46 @@ def test_explain_rule_class_instead_of_instance():
     message(CompositeError, lambda: walk.backward(rule=Epsilon), "parentheses", "Epsilon()")
 
 
+def test_explain_model_it_cannot_look_into():
+    model, x = convnet(), x_image()
+    cases = [
+        (torch.compile, ["torch.compile'd", "lt.explain(model._orig_mod, x)"]),
+        (torch.jit.script, ["TorchScript", "original nn.Module"]),
+        (nn.DataParallel, ["DataParallel", "lt.explain(model.module, x)"]),
+        (lambda m: nn.Sequential(torch.jit.script(m)), ["Layer '0'", "TorchScript"]),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script's own
+        for wrap, words in cases:
+            wrapped = wrap(model)
+            before = snapshot(model)
+            message(InputError, lambda wrapped=wrapped: lt.explain(wrapped, x), *words)
+            assert_unchanged(before, snapshot(model))
+    message(InputError, lambda: lt.explain(None, x), "model must be a torch.nn.Module")
+    message(InputError, lambda: widgets.rule_explorer(None, x[:1]), "got NoneType")
+
+
+def test_explain_under_inference_mode():
+    model, x = convnet(), x_image()
+    with torch.inference_mode():
+        message(InputError, lambda: lt.explain(model, x), "torch.inference_mode()", "outside")
+        loaded = convnet()  # parameters made under inference mode
+    text = message(InputError, lambda: lt.explain(loaded, x), "'0.weight'", "inference_mode")
+    assert "shape" not in text  # not blamed on x
+
+
+@pytest.mark.parametrize(
+    "target, words",
+    [
+        (2**70, ["target [1180591620717411303424] out of range", "3 classes"]),
+        (torch.tensor([0, 1], device="meta"), ["target is on the meta device"]),
+    ],
+    ids=["2**70", "meta"],
+)
+def test_explain_target_beyond_int64_or_on_the_meta_device(target, words):
+    message(InputError, lambda: lt.explain(convnet(), x_image(), target=target), *words)
+
+
 # ============================================================================ rule book
 
 
@@ -491,6 +532,18 @@ def test_rule_parameter_too_large_for_the_dtype(rule, name):
     )
     exact = lt.explain(model.double(), x.double(), rule=rule)  # float64 takes it
     assert torch.isfinite(exact.relevance).all() and exact.ledger.holds()
+
+
+def test_rule_zbox_bounds_of_the_wrong_shape():
+    per_rgb_channel = composites.epsilon_gamma_box(torch.zeros(3, 1, 1), torch.ones(3, 1, 1))
+    text = message(
+        RuleError,
+        lambda: lt.explain(convnet(), x_image(), composite=per_rgb_channel),
+        "ZBox: low has shape (3, 1, 1)",
+        "input of the layer",
+        "(2, 1, 8, 8)",
+    )
+    assert "cannot run on x" not in text
 
 
 # ============================================================================ composites

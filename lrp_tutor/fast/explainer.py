@@ -42,6 +42,7 @@ from .explanation import Explanation
 from .inputs import (
     INITS,
     check_input,
+    check_model,
     check_output,
     check_rule_limits,
     check_target,
@@ -100,6 +101,7 @@ def explain(
     CompositeError
         A weighted layer without a rule.
     """
+    check_model(model)
     chosen = choose_composite(rule, composite)
     if init not in INITS:
         raise InputError(f"init must be 'logit' or 'one', got {init!r}.")

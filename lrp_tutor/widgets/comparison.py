@@ -30,6 +30,7 @@ from .. import viz
 from ..composites import Composite, epsilon_plus_flat
 from ..errors import InputError, LRPError
 from ..fast import Explanation
+from ..fast.inputs import check_model
 from ..rules import LRP0, AlphaBeta, Epsilon, Gamma, Rule, ZPlus
 from ._base import WidgetShell
 from ._image import png_bytes
@@ -103,6 +104,7 @@ class RuleComparison(WidgetShell):
         scale: float | None = None,
         threads: int | None | str = "auto",
     ) -> None:
+        check_model(model)
         self.model = model
         self.x = as_sample(x)
         self.rules = dict(default_rules() if rules is None else rules)

@@ -46,6 +46,7 @@ from torch import nn
 from ..composites import Composite
 from ..errors import InputError, LRPError
 from ..fast import Explanation
+from ..fast.inputs import check_model
 from ..rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, Rule, WSquare, ZBox, ZPlus
 from ..viz._axes import number
 from ._base import WidgetShell
@@ -139,6 +140,7 @@ class RuleExplorer(WidgetShell):
         percentile: float = 99.5,
         threads: int | None | str = "auto",
     ) -> None:
+        check_model(model)
         self.model = model
         self.x = as_sample(x)
         _check_choice("rule", rule, RULES)
