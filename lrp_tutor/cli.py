@@ -15,6 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .errors import LRPError
+
 __all__ = ["main"]
 
 
@@ -85,10 +87,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             written = copy_course("exercises", args.dest)
             print(f"Copied {len(written)} exercises to {args.dest}.")
-    except (FileExistsError, FileNotFoundError) as error:
-        print(f"lrp-tutor: {error}", file=sys.stderr)
+    except (LRPError, OSError) as error:  # one line on stderr, no traceback
+        print(f"lrp-tutor: {_one_line(error)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line; an OSError says what and where, as Python does
+    (``[Errno 13] Permission denied: 'dest'``)."""
+    text = str(error) or type(error).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":  # pragma: no cover

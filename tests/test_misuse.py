@@ -26,6 +26,7 @@ from torch import nn
 
 import lrp_tutor as lt
 from lrp_tutor import checks, composites, widgets, zoo
+from lrp_tutor.cli import main
 from lrp_tutor.errors import (
     CompositeError,
     InputError,
@@ -875,6 +876,18 @@ def test_zoo_missing_weights(weights_copy):
     message(WeightsError, lambda: store.load_state_dict("vgg16"), "No weights for 'vgg16'")
 
 
+@pytest.mark.parametrize(
+    "manifest",
+    ["[]", '{"models": []}', '{"models": {"mnist_mlp": {"file": "mnist_mlp.pt"}}}'],
+    ids=["list", "models a list", "no sha256"],
+)
+def test_zoo_malformed_manifest(weights_copy, manifest):
+    (weights_copy / "manifest.json").write_text(manifest, encoding="utf-8")
+    message(
+        WeightsError, lambda: zoo.mnist_mlp(weights_dir=weights_copy), "is malformed", "Reinstall"
+    )
+
+
 # ============================================================================ checkers
 
 
@@ -915,6 +928,31 @@ def test_checker_not_given_a_function():
     assert not result.passed
     assert "Expected a function, got ndarray" in result.message
     assert "Pass the function itself" in result.message
+
+
+# ============================================================================ command line
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["demo", "--device", "banana"], ["--device 'banana' is not a torch device"]),
+        (["demo", "--rule", "nonsense"], ["Unknown --rule 'nonsense'"]),
+        (["demo", "--out", "figure.xyz"], ["cannot write a figure of type 'xyz'"]),
+        (["notebooks", "{file}/course"], ["Not a directory"]),
+        (["exercises", "{file}"], ["is not a folder"]),
+    ],
+    ids=["device", "rule", "format", "under a file", "a file"],
+)
+def test_cli_error_is_one_line(argv, words, tmp_path, capsys):
+    file = tmp_path / "file.txt"
+    file.write_text("mine", encoding="utf-8")
+    code = main([a.format(file=file) for a in argv])
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1 and err.startswith("lrp-tutor: "), err
+    for word in words:
+        assert word in err
+    assert file.read_text(encoding="utf-8") == "mine"
 
 
 # ============================================================================ the table
