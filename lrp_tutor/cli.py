@@ -5,7 +5,8 @@
     lrp-tutor demo [--out FIG.png] [--rule RULE …] [--device cpu|cuda]
     lrp-tutor notebooks DEST          copy the course notebooks into DEST
     lrp-tutor exercises DEST          copy the student copies of the exercises into DEST
-    lrp-tutor exercises build [--check]   regenerate the student copies from the sources
+    lrp-tutor exercises build [--check] [--force]   regenerate the student copies
+                                      (never overwrites edited copies without --force)
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     exercises.add_argument(
         "--check", action="store_true", help="with build: only report stale student copies"
     )
+    exercises.add_argument(
+        "--force",
+        action="store_true",
+        help="with build: also overwrite or delete student copies that were edited by hand",
+    )
     exercises.add_argument("--source", type=Path, default=Path("exercises/source"))
     exercises.add_argument("--student", type=Path, default=Path("exercises/student"))
     return parser
@@ -80,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     return 1
                 print("Every student copy is up to date.")
             else:
-                written = build(args.source, args.student)
+                written = build(args.source, args.student, force=args.force)
                 print(f"Updated {len(written)} student copies in {args.student}.")
         else:
             from .course import copy_course

@@ -25,7 +25,7 @@ from model_state import assert_unchanged, snapshot
 from torch import nn
 
 import lrp_tutor as lt
-from lrp_tutor import checks, composites, widgets, zoo
+from lrp_tutor import assignments, checks, composites, course, widgets, zoo
 from lrp_tutor.cli import main
 from lrp_tutor.errors import (
     CompositeError,
@@ -953,6 +953,24 @@ def test_cli_error_is_one_line(argv, words, tmp_path, capsys):
     for word in words:
         assert word in err
     assert file.read_text(encoding="utf-8") == "mine"
+
+
+def test_exercises_build_keeps_edited_student_copies(tmp_path, capsys):
+    handed_out = tmp_path / "student"
+    course.copy_course("exercises", handed_out)
+    edited = handed_out / "01_dense_messages.ipynb"
+    edited.write_text(edited.read_text(encoding="utf-8").replace("Task", "My Task"), "utf-8")
+    mine = handed_out / "07_my_notes.ipynb"
+    mine.write_text("{}", encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in handed_out.iterdir()}
+    args = ["exercises", "build", "--source", str(assignments.SOURCE_DIR), "--student"]
+    assert main([*args, str(handed_out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "01_dense_messages.ipynb, 07_my_notes.ipynb" in err
+    assert "--force" in err
+    assert {p.name: p.read_bytes() for p in handed_out.iterdir()} == before
+    assert main([*args, str(handed_out), "--force"]) == 0
+    assert assignments.check_up_to_date(assignments.SOURCE_DIR, handed_out) == []
 
 
 # ============================================================================ the table
