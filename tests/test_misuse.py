@@ -825,14 +825,14 @@ def test_widget_sliders_at_their_ends():
 
 def test_widget_given_a_batch():
     model, x = convnet().float(), x_image(n=2).float()
-    for make in (widgets.rule_explorer, widgets.compare_rules):
+    for make in (widgets.rule_explorer, widgets.rule_comparison):
         message(InputError, lambda make=make: make(model, x), "batch dimension of 1", "x[k:k+1]")
     message(InputError, lambda: widgets.stepper(model, x), "one sample at a time")
 
 
 def test_widget_with_an_unsupported_layer():
     model = nn.Sequential(nn.LSTM(4, 3)).eval()
-    for make in (widgets.rule_explorer, widgets.compare_rules):
+    for make in (widgets.rule_explorer, widgets.rule_comparison):
         message(
             UnsupportedLayerError,
             lambda make=make: make(model, torch.rand(1, 2, 4)),
@@ -840,6 +840,25 @@ def test_widget_with_an_unsupported_layer():
             "recurrent",
         )
     message(UnsupportedLayerError, lambda: widgets.stepper(model, torch.rand(1, 2, 4)), "LSTM")
+
+
+def test_widget_slider_set_to_nan():
+    model, x = convnet().float(), x_image(n=1).float()
+    explorer = widgets.rule_explorer(model, x, live=False, epsilon=0.5)
+    explorer.epsilon.value = math.nan
+    assert explorer.epsilon.value == 0.5 and explorer.error is None
+    assert "ε = nan</b> is not a number" in explorer.status.value
+    assert explorer.explanation.composite.default == Epsilon(0.5)  # the heatmap is not stale
+
+
+def test_widget_names_do_not_clash():
+    assert callable(widgets.rule_comparison) and callable(widgets.neuron_inspector)
+    with pytest.raises(AttributeError, match="neuron_inspector"):
+        _ = widgets.inspector
+    with pytest.warns(DeprecationWarning, match="rule_comparison"):
+        old = widgets.compare_rules
+    assert old is widgets.rule_comparison
+    assert widgets.rule_comparison is not lt.evaluate.compare_rules
 
 
 # ============================================================================ zoo
@@ -971,6 +990,16 @@ def test_exercises_build_keeps_edited_student_copies(tmp_path, capsys):
     assert {p.name: p.read_bytes() for p in handed_out.iterdir()} == before
     assert main([*args, str(handed_out), "--force"]) == 0
     assert assignments.check_up_to_date(assignments.SOURCE_DIR, handed_out) == []
+
+
+def test_course_copy_into_a_dangling_symlink(tmp_path):
+    dest, outside = tmp_path / "course", tmp_path / "outside.ipynb"
+    dest.mkdir()
+    (dest / "01_conservation_by_hand.ipynb").symlink_to(outside)
+    message(FileExistsError, lambda: course.copy_course("notebooks", dest), "already exist")
+    assert not outside.exists() and [p.name for p in dest.iterdir()] == [
+        "01_conservation_by_hand.ipynb"
+    ]
 
 
 # ============================================================================ the table

@@ -274,7 +274,17 @@ class RuleExplorer(WidgetShell):
         beta = self.alpha.value - 1.0
         self.beta_label.value = f"β = α − 1 = {beta:.3g}"
 
-    def _on_change(self, _change: Any) -> None:
+    def _on_change(self, change: Any) -> None:
+        slider, new = change.get("owner"), change.get("new")
+        names = {id(self.epsilon): "ε", id(self.gamma): "γ", id(self.alpha): "α"}
+        if id(slider) in names and not math.isfinite(new):
+            slider.value = change["old"]  # explains again, with the value put back
+            self.status.value = (
+                f"<span style='color:#b2182b'><b>{names[id(slider)]} = {new}</b> is not a "
+                f"number a rule can take; it is back at {change['old']:.3g}."
+                f"</span><br>{self.status.value}"
+            )
+            return
         self._sync_controls()
         self.update()
 
@@ -295,7 +305,7 @@ class RuleExplorer(WidgetShell):
             self.error = str(error)
             self.status.value = (
                 f"<span style='color:#b2182b'><b>Cannot explain:</b> {html.escape(str(error))}"
-                "</span>"
+                " The heatmap still shows the last rule that could be explained.</span>"
             )
             return
         self.image.value = png
