@@ -61,11 +61,14 @@ def default_tolerance(dtype: Any = "float64") -> float:
     dtype : numpy or torch dtype, or its name
         E.g. ``torch.float32``, ``np.float64`` or ``"float32"``.
 
-    >>> default_tolerance("float64"), round(default_tolerance("float32"), 6)
+    >>> default_tolerance("float64"), round(default_tolerance(np.float32), 6)
     (1e-10, 0.000977)
     """
-    name = str(dtype).removeprefix("torch.")
-    eps = float(np.finfo(np.dtype(name)).eps)
+    try:
+        kind = np.dtype(dtype)
+    except TypeError:  # a torch dtype: torch.float32 → "float32"
+        kind = np.dtype(str(dtype).removeprefix("torch."))
+    eps = float(np.finfo(kind).eps)
     return max(FLOAT64_TOLERANCE, 2.0**13 * eps)
 
 
