@@ -36,6 +36,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import copy
+import hashlib
 import io
 import json
 import linecache
@@ -52,6 +53,7 @@ __all__ = [
     "student_notebook",
     "student_text",
     "build",
+    "written_by_build",
     "check_up_to_date",
     "student_copies_dir",
     "copy_student_copies",
@@ -235,11 +237,40 @@ def _dumps(nb: dict[str, Any]) -> str:
 
 
 def student_text(source_path: str | Path) -> str:
-    """The exact text of the student copy of ``source_path``."""
+    """The exact text of the student copy of ``source_path``, stamped (:func:`_stamp`)."""
     path = Path(source_path)
     with path.open(encoding="utf-8") as file:
         source = json.load(file)
-    return _dumps(student_notebook(source, path.name))
+    return _dumps(_stamp(student_notebook(source, path.name)))
+
+
+def _stamp(nb: dict[str, Any]) -> dict[str, Any]:
+    """``nb`` with the SHA-256 of its own text in ``metadata.lrp_tutor.sha256``: the mark by
+    which :func:`build` knows a student copy it wrote and nobody edited since."""
+    nb["metadata"].setdefault("lrp_tutor", {})["sha256"] = _digest(nb)
+    return nb
+
+
+def _digest(nb: dict[str, Any]) -> str:
+    """The SHA-256 of the text of ``nb`` without its stamp."""
+    bare = copy.deepcopy(nb)
+    bare.get("metadata", {}).get("lrp_tutor", {}).pop("sha256", None)
+    return hashlib.sha256(_dumps(bare).encode("utf-8")).hexdigest()
+
+
+def written_by_build(path: str | Path) -> bool:
+    """Whether ``path`` is a student copy as :func:`build` wrote it, unchanged since: a
+    regular file (not a link) whose stamp matches its content. An edited copy, a copy
+    saved by an older lrp_tutor, or any other file is not."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        stamp = nb["metadata"]["lrp_tutor"]["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(stamp, str) and stamp == _digest(nb)
 
 
 def _sources(source_dir: Path) -> list[Path]:
@@ -262,28 +293,56 @@ def _plan(source_dir: Path, student_dir: Path) -> tuple[dict[Path, str], list[Pa
 
 
 def build(
-    source_dir: str | Path | None = None, student_dir: str | Path | None = None
+    source_dir: str | Path | None = None,
+    student_dir: str | Path | None = None,
+    *,
+    force: bool = False,
 ) -> list[Path]:
     """Write the student copies of every ``NN_name.ipynb`` in ``source_dir``.
 
-    Copies that are already up to date are left alone; student copies whose source is
-    gone are removed. Returns the paths that changed (written or removed).
+    Copies that are already up to date are left alone; stale copies are rewritten and
+    copies whose source is gone are removed, but only files that ``build`` wrote itself
+    and nobody changed since (:func:`written_by_build`). Any other file in the way (a copy
+    a student or teacher edited, a notebook of their own, a link) stops the build before it
+    changes anything, unless ``force=True``. Returns the paths that changed.
 
     Parameters
     ----------
     source_dir, student_dir : path, optional
         Default to the repository's ``exercises/source`` and ``exercises/student``.
+    force : bool, default False
+        Overwrite and delete such files too (their content is lost).
+
+    Raises
+    ------
+    FileExistsError
+        A file that build would overwrite or delete was not written by it, or was edited
+        since; the message lists them. Nothing was written.
     """
     source_dir = Path(source_dir) if source_dir is not None else SOURCE_DIR
     student_dir = Path(student_dir) if student_dir is not None else STUDENT_DIR
     wanted, orphans = _plan(source_dir, student_dir)
+    stale = {
+        path: text.encode("utf-8")
+        for path, text in wanted.items()
+        if path.is_symlink() or not path.is_file() or path.read_bytes() != text.encode("utf-8")
+    }
+    doomed = [p for p in stale if p.exists() or p.is_symlink()] + orphans
+    differ = [p for p in doomed if not written_by_build(p)]
+    if differ and not force:
+        raise FileExistsError(
+            f"build would overwrite or delete {len(differ)} file(s) in {student_dir} that it "
+            f"did not write, or that were edited since: {', '.join(p.name for p in differ)}. "
+            "Nothing was changed. Move them away (or pass --force / force=True to overwrite "
+            "and delete them)."
+        )
     student_dir.mkdir(parents=True, exist_ok=True)
     changed = []
-    for path, text in wanted.items():
-        data = text.encode("utf-8")
-        if not path.is_file() or path.read_bytes() != data:
-            path.write_bytes(data)
-            changed.append(path)
+    for path, data in stale.items():
+        if path.is_symlink():
+            path.unlink()  # write the copy itself, never through a link
+        path.write_bytes(data)
+        changed.append(path)
     for path in orphans:
         path.unlink()
         changed.append(path)

@@ -5,7 +5,8 @@
     lrp-tutor demo [--out FIG.png] [--rule RULE …] [--device cpu|cuda]
     lrp-tutor notebooks DEST          copy the course notebooks into DEST
     lrp-tutor exercises DEST          copy the student copies of the exercises into DEST
-    lrp-tutor exercises build [--check]   regenerate the student copies from the sources
+    lrp-tutor exercises build [--check] [--force]   regenerate the student copies
+                                      (never overwrites edited copies without --force)
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from .errors import LRPError
 
 __all__ = ["main"]
 
@@ -48,6 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     exercises.add_argument(
         "--check", action="store_true", help="with build: only report stale student copies"
     )
+    exercises.add_argument(
+        "--force",
+        action="store_true",
+        help="with build: also overwrite or delete student copies that were edited by hand",
+    )
     exercises.add_argument("--source", type=Path, default=Path("exercises/source"))
     exercises.add_argument("--student", type=Path, default=Path("exercises/student"))
     return parser
@@ -78,17 +86,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                     return 1
                 print("Every student copy is up to date.")
             else:
-                written = build(args.source, args.student)
+                written = build(args.source, args.student, force=args.force)
                 print(f"Updated {len(written)} student copies in {args.student}.")
         else:
             from .course import copy_course
 
             written = copy_course("exercises", args.dest)
             print(f"Copied {len(written)} exercises to {args.dest}.")
-    except (FileExistsError, FileNotFoundError) as error:
-        print(f"lrp-tutor: {error}", file=sys.stderr)
+    except (LRPError, OSError) as error:  # one line on stderr, no traceback
+        print(f"lrp-tutor: {_one_line(error)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line; an OSError says what and where, as Python does
+    (``[Errno 13] Permission denied: 'dest'``)."""
+    text = str(error) or type(error).__name__
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":  # pragma: no cover

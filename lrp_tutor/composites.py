@@ -21,6 +21,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -125,6 +126,8 @@ class Composite:
         self.label = label
         for key, rule in [*self.by_type.items(), *self.by_name.items()]:
             _check_rule(rule, key)
+        for key in self.by_type:
+            _check_type_key(key)
         for key, rule in (("first", first), ("default", default)):
             if rule is not None:
                 _check_rule(rule, key)
@@ -139,6 +142,7 @@ class Composite:
                 f"The composite names {', '.join(map(repr, missing))}, which the model does not "
                 f"have. Layers that take a rule: {known or 'none'}."
             )
+        _check_targets(self, modules)
         resolved: dict[str, Rule] = {}
         first_seen = False
         for name, module in modules.items():
@@ -178,6 +182,92 @@ class Composite:
 
 def _takes_rule(module: nn.Module) -> bool:
     return isinstance(module, WEIGHTED + POOLING)
+
+
+RULE_TAKERS: tuple[type[nn.Module], ...] = tuple(
+    t
+    for t in (
+        nn.Linear,
+        nn.Conv1d,
+        nn.Conv2d,
+        nn.Conv3d,
+        nn.ConvTranspose1d,
+        nn.ConvTranspose2d,
+        nn.ConvTranspose3d,
+        nn.AvgPool1d,
+        nn.AvgPool2d,
+        nn.AvgPool3d,
+        nn.AdaptiveAvgPool1d,
+        nn.AdaptiveAvgPool2d,
+        nn.AdaptiveAvgPool3d,
+        nn.modules.batchnorm._BatchNorm,
+        nn.LayerNorm,
+        nn.GroupNorm,
+        getattr(nn, "RMSNorm", None),
+    )
+    if t is not None
+)
+"""The torch.nn layers a composite may give a rule to. A module of a class not from
+torch.nn (``lrp_tutor.fast.Sum``, a block of your own) may take one too."""
+
+
+def _may_take_rule(kind: type) -> bool:
+    """Whether modules of class ``kind`` (or of its subclasses) can take a rule."""
+    if not kind.__module__.startswith("torch.nn"):
+        return True
+    return issubclass(kind, RULE_TAKERS) or any(issubclass(t, kind) for t in RULE_TAKERS)
+
+
+def _why_no_rule(kind: type) -> str:
+    if issubclass(kind, ACTIVATIONS):
+        return "element-wise activations pass relevance on unchanged"
+    if issubclass(kind, nn.modules.pooling._MaxPoolNd | nn.modules.pooling._AdaptiveMaxPoolNd):
+        return "max pooling sends relevance to the winner"
+    if issubclass(kind, nn.Sequential | nn.ModuleList | nn.ModuleDict):
+        return "a container's rules are those of the layers inside it"
+    return "it passes relevance on without a rule"
+
+
+def _check_type_key(key: Any) -> None:
+    """A ``by_type`` key must be a module class (or a tuple of them) that can take a rule."""
+    for kind in key if isinstance(key, tuple) else (key,):
+        if not (isinstance(kind, type) and issubclass(kind, nn.Module)):
+            if isinstance(kind, str) and isinstance(getattr(nn, kind, None), type):
+                fix = f"use the class nn.{kind} (from torch import nn), not the string {kind!r}"
+            else:
+                fix = "e.g. nn.Linear, or a tuple (nn.Conv1d, nn.Conv2d)"
+            raise CompositeError(
+                f"by_type maps {kind!r} to a rule, but its keys must be layer classes: {fix}."
+            )
+        if not _may_take_rule(kind):
+            raise CompositeError(
+                f"by_type maps {kind.__name__} to a rule, but {kind.__name__} takes no rule: "
+                f"{_why_no_rule(kind)}. Map the layers around it (e.g. nn.Linear, nn.Conv2d)."
+            )
+
+
+def _check_targets(composite: Composite, modules: dict[str, nn.Module]) -> None:
+    """``by_name`` must name layers that take a rule; a ``by_type`` key that matches no
+    layer of the model gets a warning (a composite is often reused across models)."""
+    for name in composite.by_name:
+        kind = type(modules[name])
+        if not _may_take_rule(kind):
+            known = ", ".join(n for n, m in modules.items() if n and _takes_rule(m))
+            raise CompositeError(
+                f"The composite maps layer '{name}' ({kind.__name__}) to "
+                f"{composite.by_name[name]!r}, but {kind.__name__} takes no rule: "
+                f"{_why_no_rule(kind)}. Layers that take a rule: {known or 'none'}."
+            )
+    if composite.label is not None:  # presets and uniform() are meant for any model
+        return
+    for key in composite.by_type:
+        if not any(isinstance(m, key) for m in modules.values()):
+            warnings.warn(
+                f"The composite maps {_type_name(key)} to {composite.by_type[key]!r}, but the "
+                f"model ({type(modules['']).__name__}) has no such layer; that entry is unused.",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
 def _type_name(types: Any) -> str:

@@ -57,7 +57,11 @@ def copy_course(kind: str, dest: str | Path) -> list[Path]:
     if dest.exists() and not dest.is_dir():
         raise FileExistsError(f"{dest} exists and is not a folder; choose a folder for the {kind}.")
     files = course_files(kind)
-    existing = [item.name for item in files if (dest / item.name).exists()]
+    existing = [
+        item.name
+        for item in files
+        if (dest / item.name).exists() or (dest / item.name).is_symlink()  # dangling links too
+    ]
     if existing:
         raise FileExistsError(
             f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''} in {dest}; "
@@ -67,7 +71,7 @@ def copy_course(kind: str, dest: str | Path) -> list[Path]:
     dest.mkdir(parents=True, exist_ok=True)
     targets = []
     for item in files:
-        with item.open("rb") as source, open(dest / item.name, "wb") as out:
+        with item.open("rb") as source, open(dest / item.name, "xb") as out:  # never via a link
             shutil.copyfileobj(source, out)
         targets.append(dest / item.name)
     return targets

@@ -60,10 +60,32 @@ def _pick(names: Sequence[str] | None) -> list[str]:
 
 
 def _device(name: str) -> torch.device:
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError, ValueError) as error:
+        raise InputError(
+            f"--device {name!r} is not a torch device; use --device cpu (or cuda, cuda:1, mps)."
+        ) from error
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device {name}: CUDA is not available here; use --device cpu.")
     return device
+
+
+def _destination(out: str | Path) -> Path:
+    """``out`` as a Path, its folder created; refused before any work when matplotlib cannot
+    write its format (an OSError propagates when the folder cannot be created)."""
+    from matplotlib.figure import Figure
+
+    out = Path(out)
+    formats = Figure().canvas.get_supported_filetypes()
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise InputError(
+            f"--out {str(out)!r}: cannot write a figure of type {suffix or '(no suffix)'!r}; "
+            f"end the name in one of {', '.join('.' + f for f in sorted(formats))}, e.g. .png."
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def run_demo(
@@ -94,6 +116,7 @@ def run_demo(
     from . import viz
 
     names, dev = _pick(rules), _device(device)
+    out = _destination(out)
     say = print if verbose else (lambda *args, **kwargs: None)
 
     digits, labels = zoo.mnist_samples()
@@ -131,8 +154,6 @@ def run_demo(
             )
         axes[row][0].set_title(f"{kind}: explain {label}")
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     fig.suptitle("LRP on shipped models: red = evidence for the class, blue = against")
     fig.savefig(out, dpi=100, bbox_inches="tight")
     say(f"wrote {out}")

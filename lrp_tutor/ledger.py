@@ -23,6 +23,14 @@ Examples
 0.0
 >>> Ledger([entry]).check()
 'Conservation holds: in every layer Σ R_out = Σ R_in + absorbed, up to 0 (tolerance 1e-10).'
+
+The tolerance follows the dtype the relevance was computed in (``dtype=``): float64 books
+balance to 1e-10, float32 books to about 1e-3 (:func:`default_tolerance`), both relative to
+the largest relevance booked for the sample, so that "violated" means violated:
+
+>>> rounded = LedgerEntry("0 (Linear)", np.array([2.0]), np.array([2.0 - 3e-7]), 0.0, 0.0)
+>>> Ledger([rounded]).holds(), Ledger([rounded], dtype="float32").holds()
+(False, True)
 """
 
 from __future__ import annotations
@@ -30,10 +38,38 @@ from __future__ import annotations
 import html
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-__all__ = ["LedgerEntry", "Ledger"]
+__all__ = ["LedgerEntry", "Ledger", "default_tolerance"]
+
+FLOAT64_TOLERANCE = 1e-10
+"""How closely float64 books balance (the stepper, and explain() of a float64 model)."""
+
+
+def default_tolerance(dtype: Any = "float64") -> float:
+    """The relative tolerance of conservation for relevance computed in ``dtype``.
+
+    ``max(1e-10, 2**13 · eps)``: 1e-10 in float64, ≈ 9.8e-4 in float32. The 2¹³ units in the
+    last place leave room for the rounding of sums over many inputs whose relevance cancels
+    (αβ with a large α books 2α − 1 times the relevance it conserves). A real violation (a
+    wrong rule, a forgotten bias) is off by a fraction of the relevance, far above either.
+
+    Parameters
+    ----------
+    dtype : numpy or torch dtype, or its name
+        E.g. ``torch.float32``, ``np.float64`` or ``"float32"``.
+
+    >>> default_tolerance("float64"), round(default_tolerance(np.float32), 6)
+    (1e-10, 0.000977)
+    """
+    try:
+        kind = np.dtype(dtype)
+    except TypeError:  # a torch dtype: torch.float32 → "float32"
+        kind = np.dtype(str(dtype).removeprefix("torch."))
+    eps = float(np.finfo(kind).eps)
+    return max(FLOAT64_TOLERANCE, 2.0**13 * eps)
 
 
 def _as_batch(value: object) -> np.ndarray:
@@ -96,10 +132,24 @@ class Ledger(Sequence[LedgerEntry]):
 
     ``ledger[k]`` is the :class:`LedgerEntry` of layer *k*; ``ledger["features.0"]`` looks a
     layer up by name (the part before the type in brackets).
+
+    Parameters
+    ----------
+    entries : sequence of LedgerEntry
+        One per layer, forward order.
+    dtype : numpy or torch dtype, or its name, optional
+        The dtype the relevance was computed in (the entries themselves are float64); it sets
+        the default tolerance of :meth:`holds` and :meth:`check`. None means float64.
     """
 
-    def __init__(self, entries: Sequence[LedgerEntry]) -> None:
+    def __init__(self, entries: Sequence[LedgerEntry], dtype: Any = None) -> None:
         self.entries = list(entries)
+        self.dtype = dtype
+
+    @property
+    def tolerance(self) -> float:
+        """The default tolerance of :meth:`holds`: :func:`default_tolerance` of the dtype."""
+        return default_tolerance("float64" if self.dtype is None else self.dtype)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -132,24 +182,38 @@ class Ledger(Sequence[LedgerEntry]):
     def _batch(self) -> int:
         return self.entries[0].relevance_out.size if self.entries else 1
 
-    def holds(self, tolerance: float = 1e-10) -> bool:
-        """Whether every layer's books balance to ``tolerance`` (relative to |Σ R_out|, ≥ 1)."""
-        return all(
-            np.all(np.abs(e.residual) <= tolerance * np.maximum(1.0, np.abs(e.relevance_out)))
-            for e in self.entries
-        )
+    @property
+    def scale(self) -> np.ndarray:
+        """Per sample, the largest magnitude booked in any layer (Σ R_out, Σ R_in, bias, ε):
+        what a residual is compared with."""
+        scale = np.zeros(self._batch)
+        for e in self.entries:
+            for v in (e.relevance_out, e.relevance_in, e.bias, e.stabilizer):
+                scale = np.maximum(scale, np.abs(v))
+        return scale
 
-    def check(self, tolerance: float = 1e-10) -> str:
+    def holds(self, tolerance: float | None = None) -> bool:
+        """Whether every layer's books balance to ``tolerance``, relative to :attr:`scale`.
+
+        The default, :attr:`tolerance`, follows the dtype the relevance was computed in:
+        1e-10 in float64, about 1e-3 in float32 (:func:`default_tolerance`).
+        """
+        tolerance = self.tolerance if tolerance is None else tolerance
+        allowed = tolerance * self.scale
+        return all(np.all(np.abs(e.residual) <= allowed) for e in self.entries)
+
+    def check(self, tolerance: float | None = None) -> str:
         """Say in words whether conservation holds, and by how much."""
+        tolerance = self.tolerance if tolerance is None else tolerance
         if self.holds(tolerance):
             return (
                 "Conservation holds: in every layer Σ R_out = Σ R_in + absorbed, "
-                f"up to {self.max_residual:.3g} (tolerance {tolerance:g})."
+                f"up to {self.max_residual:.3g} (tolerance {tolerance:.3g})."
             )
         worst = max(self.entries, key=lambda e: float(np.max(np.abs(e.residual))))
         return (
             f"Conservation is violated in layer {worst.layer}: Σ R_out − Σ R_in − absorbed = "
-            f"{_fmt(worst.residual)} (tolerance {tolerance:g})."
+            f"{_fmt(worst.residual)} (tolerance {tolerance:.3g})."
         )
 
     def rows(self) -> list[tuple[str, float, float, float, float]]:

@@ -601,10 +601,10 @@ class ZBox(Rule):
         low_f, high_f = _bound_value(low), _bound_value(high)
 
         def minus_low(x: Array) -> Array:
-            return -constant_like(x, low_f)
+            return -constant_like(x, _fitting_bound(name, "low", low_f, x))
 
         def minus_high(x: Array) -> Array:
-            return -constant_like(x, high_f)
+            return -constant_like(x, _fitting_bound(name, "high", high_f, x))
 
         terms = (
             Term(identity, identity, "x·w"),
@@ -630,6 +630,24 @@ def _as_bound(rule: str, name: str, value: Any) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise RuleError(f"{rule}: {name} must be finite, got {value!r}.")
     return array
+
+
+def _fitting_bound(rule: str, name: str, value: Any, x: Array) -> Any:
+    """``value`` itself when it broadcasts to the shape of the layer's input ``x``; else a
+    :class:`~lrp_tutor.errors.RuleError` that names both shapes (not blaming x)."""
+    shape, target = np.shape(value), tuple(x.shape)
+    try:
+        fits = np.broadcast_shapes(shape, target) == target
+    except ValueError:
+        fits = False
+    if not fits:
+        raise RuleError(
+            f"{rule}: {name} has shape {shape}, which does not fit the input of the layer it "
+            f"is applied to, shape {target}. Give a number, or bounds that broadcast to that "
+            "shape (per channel of an image batch (N, C, H, W): shape (C, 1, 1)); z^B belongs "
+            "to the first layer (composite first=)."
+        )
+    return value
 
 
 def _bound_value(value: Any) -> Any:

@@ -210,11 +210,39 @@ def test_stale_missing_and_orphaned_copies_are_reported_and_rebuilt(tmp_path):
     (student_dir / "09_old.ipynb").write_text("{}", encoding="utf-8")
     stale = assignments.check_up_to_date(source_dir, student_dir)
     assert [p.name for p in stale] == ["07_a.ipynb", "09_old.ipynb"]
-    assert [p.name for p in assignments.build(source_dir, student_dir)] == [
+    with pytest.raises(FileExistsError, match="did not write.*: 07_a.ipynb, 09_old.ipynb"):
+        assignments.build(source_dir, student_dir)  # refuses: build wrote neither
+    assert (student_dir / "07_a.ipynb").read_text(encoding="utf-8") == "edited by hand"
+    assert [p.name for p in assignments.build(source_dir, student_dir, force=True)] == [
         "07_a.ipynb",
         "09_old.ipynb",
     ]
     assert sorted(p.name for p in student_dir.iterdir()) == ["07_a.ipynb", "08_b.ipynb"]
+
+
+def test_build_rewrites_and_removes_only_its_own_unedited_copies(tmp_path):
+    source_dir, student_dir = tmp_path / "source", tmp_path / "student"
+    source_dir.mkdir()
+    for name in ("07_a.ipynb", "08_b.ipynb"):
+        text = json.dumps(_notebook(_code(TASK_CELL.replace("07", name[:2]))))
+        (source_dir / name).write_text(text, encoding="utf-8")
+    assignments.build(source_dir, student_dir)
+    assert all(assignments.written_by_build(p) for p in student_dir.iterdir())
+    changed = TASK_CELL.replace("07", "08").replace("add x and y", "add y and x")
+    (source_dir / "08_b.ipynb").write_text(json.dumps(_notebook(_code(changed))), "utf-8")
+    (source_dir / "07_a.ipynb").unlink()
+    assert [p.name for p in assignments.build(source_dir, student_dir)] == [
+        "08_b.ipynb",  # stale, rewritten
+        "07_a.ipynb",  # its source is gone: removed
+    ]
+    assert "add y and x" in (student_dir / "08_b.ipynb").read_text(encoding="utf-8")
+    outside = tmp_path / "outside.ipynb"
+    (student_dir / "08_b.ipynb").unlink()
+    (student_dir / "08_b.ipynb").symlink_to(outside)  # never written through
+    with pytest.raises(FileExistsError, match="08_b.ipynb"):
+        assignments.build(source_dir, student_dir)
+    assignments.build(source_dir, student_dir, force=True)
+    assert not outside.exists() and assignments.written_by_build(student_dir / "08_b.ipynb")
 
 
 # --------------------------------------------------------------------------------------

@@ -21,10 +21,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from model_state import assert_unchanged, snapshot
 from torch import nn
 
 import lrp_tutor as lt
-from lrp_tutor import checks, composites, widgets, zoo
+from lrp_tutor import assignments, checks, composites, course, widgets, zoo
+from lrp_tutor.cli import main
 from lrp_tutor.errors import (
     CompositeError,
     InputError,
@@ -427,6 +429,46 @@ def test_explain_rule_class_instead_of_instance():
     message(CompositeError, lambda: walk.backward(rule=Epsilon), "parentheses", "Epsilon()")
 
 
+def test_explain_model_it_cannot_look_into():
+    model, x = convnet(), x_image()
+    cases = [
+        (torch.compile, ["torch.compile'd", "lt.explain(model._orig_mod, x)"]),
+        (torch.jit.script, ["TorchScript", "original nn.Module"]),
+        (nn.DataParallel, ["DataParallel", "lt.explain(model.module, x)"]),
+        (lambda m: nn.Sequential(torch.jit.script(m)), ["Layer '0'", "TorchScript"]),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.script's own
+        for wrap, words in cases:
+            wrapped = wrap(model)
+            before = snapshot(model)
+            message(InputError, lambda wrapped=wrapped: lt.explain(wrapped, x), *words)
+            assert_unchanged(before, snapshot(model))
+    message(InputError, lambda: lt.explain(None, x), "model must be a torch.nn.Module")
+    message(InputError, lambda: widgets.rule_explorer(None, x[:1]), "got NoneType")
+
+
+def test_explain_under_inference_mode():
+    model, x = convnet(), x_image()
+    with torch.inference_mode():
+        message(InputError, lambda: lt.explain(model, x), "torch.inference_mode()", "outside")
+        loaded = convnet()  # parameters made under inference mode
+    text = message(InputError, lambda: lt.explain(loaded, x), "'0.weight'", "inference_mode")
+    assert "shape" not in text  # not blamed on x
+
+
+@pytest.mark.parametrize(
+    "target, words",
+    [
+        (2**70, ["target [1180591620717411303424] out of range", "3 classes"]),
+        (torch.tensor([0, 1], device="meta"), ["target is on the meta device"]),
+    ],
+    ids=["2**70", "meta"],
+)
+def test_explain_target_beyond_int64_or_on_the_meta_device(target, words):
+    message(InputError, lambda: lt.explain(convnet(), x_image(), target=target), *words)
+
+
 # ============================================================================ rule book
 
 
@@ -478,6 +520,35 @@ def test_rule_zbox_low_not_below_high(low, high):
     message(RuleError, lambda: composites.epsilon_gamma_box(low, high), "low must be < high")
 
 
+@pytest.mark.parametrize(
+    "rule, name", [(Gamma(1e39), "gamma"), (Epsilon(1e39), "epsilon")], ids=["Gamma", "Epsilon"]
+)
+def test_rule_parameter_too_large_for_the_dtype(rule, name):
+    model, x = convnet().float(), x_image().float()
+    message(
+        RuleError,
+        lambda: lt.explain(model, x, rule=rule),
+        f"{name} = 1e+39 is beyond 1.8e+19",
+        "torch.float32",
+        "the composite's default",
+        "double()",
+    )
+    exact = lt.explain(model.double(), x.double(), rule=rule)  # float64 takes it
+    assert torch.isfinite(exact.relevance).all() and exact.ledger.holds()
+
+
+def test_rule_zbox_bounds_of_the_wrong_shape():
+    per_rgb_channel = composites.epsilon_gamma_box(torch.zeros(3, 1, 1), torch.ones(3, 1, 1))
+    text = message(
+        RuleError,
+        lambda: lt.explain(convnet(), x_image(), composite=per_rgb_channel),
+        "ZBox: low has shape (3, 1, 1)",
+        "input of the layer",
+        "(2, 1, 8, 8)",
+    )
+    assert "cannot run on x" not in text
+
+
 # ============================================================================ composites
 
 
@@ -512,6 +583,61 @@ def test_composite_without_rule_for_a_layer():
         "No rule for layer 2 (Linear)",
         "default",
     )
+
+
+def test_composite_type_given_as_a_string():
+    message(
+        CompositeError,
+        lambda: composites.by_type({"Linear": Epsilon()}),
+        "'Linear'",
+        "use the class nn.Linear",
+    )
+
+
+def test_composite_maps_a_layer_that_takes_no_rule():
+    model, x = convnet(), x_image()
+    message(
+        CompositeError,
+        lambda: composites.by_type({nn.ReLU: Epsilon()}, default=Epsilon()),
+        "ReLU takes no rule",
+        "element-wise activations",
+    )
+    by_pool = composites.by_name({"2": ZPlus()}, default=Epsilon())
+    message(
+        CompositeError,
+        lambda: lt.explain(model, x, composite=by_pool),
+        "layer '2' (MaxPool2d)",
+        "takes no rule",
+        "Layers that take a rule: 0, 3, 5, 7",
+    )
+
+
+def test_composite_type_the_model_lacks_warns():
+    model, x = dense(), x_dense()
+    convs = composites.by_type({nn.Conv2d: ZPlus()}, default=Epsilon(0.1))
+    with pytest.warns(UserWarning, match="maps Conv2d to ZPlus.*has no such layer"):
+        got = lt.explain(model, x, composite=convs)
+    assert_close(got.relevance, lt.explain(model, x, rule=Epsilon(0.1)).relevance)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # presets are meant for any model: no warning
+        lt.explain(model, x, composite=composites.epsilon_plus_flat())
+
+
+# ============================================================================ ledger
+
+
+@pytest.mark.parametrize("rule", [Epsilon(0.25), AlphaBeta(2, 1), ZPlus(), Flat()], ids=repr)
+def test_ledger_of_a_float32_explanation(rule):
+    digits, _ = zoo.mnist_samples()
+    e = lt.explain(zoo.mnist_cnn(), digits[:4], rule=rule)
+    assert e.ledger.holds(), e.ledger.check()
+    assert e.ledger.check().startswith("Conservation holds")
+    assert e.ledger.tolerance > 1e-6  # float32 books balance to its precision, not to 1e-10
+    assert lt.explain(convnet(), x_image(), rule=rule).ledger.tolerance == 1e-10
+    entry = e.ledger[-1]
+    entry.relevance_in = entry.relevance_in * 0.99  # lose 1 % of the relevance: a violation
+    assert not e.ledger.holds()
+    assert e.ledger.check().startswith(f"Conservation is violated in layer {entry.layer}")
 
 
 # ============================================================================ stepper
@@ -701,14 +827,14 @@ def test_widget_sliders_at_their_ends():
 
 def test_widget_given_a_batch():
     model, x = convnet().float(), x_image(n=2).float()
-    for make in (widgets.rule_explorer, widgets.compare_rules):
+    for make in (widgets.rule_explorer, widgets.rule_comparison):
         message(InputError, lambda make=make: make(model, x), "batch dimension of 1", "x[k:k+1]")
     message(InputError, lambda: widgets.stepper(model, x), "one sample at a time")
 
 
 def test_widget_with_an_unsupported_layer():
     model = nn.Sequential(nn.LSTM(4, 3)).eval()
-    for make in (widgets.rule_explorer, widgets.compare_rules):
+    for make in (widgets.rule_explorer, widgets.rule_comparison):
         message(
             UnsupportedLayerError,
             lambda make=make: make(model, torch.rand(1, 2, 4)),
@@ -716,6 +842,25 @@ def test_widget_with_an_unsupported_layer():
             "recurrent",
         )
     message(UnsupportedLayerError, lambda: widgets.stepper(model, torch.rand(1, 2, 4)), "LSTM")
+
+
+def test_widget_slider_set_to_nan():
+    model, x = convnet().float(), x_image(n=1).float()
+    explorer = widgets.rule_explorer(model, x, live=False, epsilon=0.5)
+    explorer.epsilon.value = math.nan
+    assert explorer.epsilon.value == 0.5 and explorer.error is None
+    assert "ε = nan</b> is not a number" in explorer.status.value
+    assert explorer.explanation.composite.default == Epsilon(0.5)  # the heatmap is not stale
+
+
+def test_widget_names_do_not_clash():
+    assert callable(widgets.rule_comparison) and callable(widgets.neuron_inspector)
+    with pytest.raises(AttributeError, match="neuron_inspector"):
+        _ = widgets.inspector
+    with pytest.warns(DeprecationWarning, match="rule_comparison"):
+        old = widgets.compare_rules
+    assert old is widgets.rule_comparison
+    assert widgets.rule_comparison is not lt.evaluate.compare_rules
 
 
 # ============================================================================ zoo
@@ -750,6 +895,18 @@ def test_zoo_missing_weights(weights_copy):
     (weights_copy / "mnist_mlp.pt").unlink()
     message(WeightsError, lambda: zoo.mnist_mlp(weights_dir=weights_copy), "missing", "Reinstall")
     message(WeightsError, lambda: store.load_state_dict("vgg16"), "No weights for 'vgg16'")
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    ["[]", '{"models": []}', '{"models": {"mnist_mlp": {"file": "mnist_mlp.pt"}}}'],
+    ids=["list", "models a list", "no sha256"],
+)
+def test_zoo_malformed_manifest(weights_copy, manifest):
+    (weights_copy / "manifest.json").write_text(manifest, encoding="utf-8")
+    message(
+        WeightsError, lambda: zoo.mnist_mlp(weights_dir=weights_copy), "is malformed", "Reinstall"
+    )
 
 
 # ============================================================================ checkers
@@ -861,6 +1018,59 @@ def test_explain_batchnorm_with_batch_statistics():
         "statistics of the batch",
         "running statistics",
     )
+
+
+# ============================================================================ command line
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["demo", "--device", "banana"], ["--device 'banana' is not a torch device"]),
+        (["demo", "--rule", "nonsense"], ["Unknown --rule 'nonsense'"]),
+        (["demo", "--out", "figure.xyz"], ["cannot write a figure of type 'xyz'"]),
+        (["notebooks", "{file}/course"], ["Not a directory"]),
+        (["exercises", "{file}"], ["is not a folder"]),
+    ],
+    ids=["device", "rule", "format", "under a file", "a file"],
+)
+def test_cli_error_is_one_line(argv, words, tmp_path, capsys):
+    file = tmp_path / "file.txt"
+    file.write_text("mine", encoding="utf-8")
+    code = main([a.format(file=file) for a in argv])
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1 and err.startswith("lrp-tutor: "), err
+    for word in words:
+        assert word in err
+    assert file.read_text(encoding="utf-8") == "mine"
+
+
+def test_exercises_build_keeps_edited_student_copies(tmp_path, capsys):
+    handed_out = tmp_path / "student"
+    course.copy_course("exercises", handed_out)
+    edited = handed_out / "01_dense_messages.ipynb"
+    edited.write_text(edited.read_text(encoding="utf-8").replace("Task", "My Task"), "utf-8")
+    mine = handed_out / "07_my_notes.ipynb"
+    mine.write_text("{}", encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in handed_out.iterdir()}
+    args = ["exercises", "build", "--source", str(assignments.SOURCE_DIR), "--student"]
+    assert main([*args, str(handed_out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "01_dense_messages.ipynb, 07_my_notes.ipynb" in err
+    assert "--force" in err
+    assert {p.name: p.read_bytes() for p in handed_out.iterdir()} == before
+    assert main([*args, str(handed_out), "--force"]) == 0
+    assert assignments.check_up_to_date(assignments.SOURCE_DIR, handed_out) == []
+
+
+def test_course_copy_into_a_dangling_symlink(tmp_path):
+    dest, outside = tmp_path / "course", tmp_path / "outside.ipynb"
+    dest.mkdir()
+    (dest / "01_conservation_by_hand.ipynb").symlink_to(outside)
+    message(FileExistsError, lambda: course.copy_course("notebooks", dest), "already exist")
+    assert not outside.exists() and [p.name for p in dest.iterdir()] == [
+        "01_conservation_by_hand.ipynb"
+    ]
 
 
 # ============================================================================ the table

@@ -296,7 +296,7 @@ def test_explorer_checks_its_arguments(model, x):
     with pytest.raises(InputError, match="scale"):
         widgets.rule_explorer(model, x, scale=0)
     with pytest.raises(InputError, match="threads"):
-        widgets.compare_rules(model, x, threads=0)
+        widgets.rule_comparison(model, x, threads=0)
 
 
 def test_explorer_leaves_the_model_as_it_was(x):
@@ -383,7 +383,7 @@ def relevance_panels(figure):
 
 def test_comparison_shows_one_panel_per_checked_rule(model, x):
     rules = {"LRP-0": LRP0(), "ε=0.5": Epsilon(0.5), "γ": Gamma(0.25), "z⁺": ZPlus()}
-    comparison = widgets.compare_rules(model, x, rules=rules, checked=["LRP-0"])
+    comparison = widgets.rule_comparison(model, x, rules=rules, checked=["LRP-0"])
     for name in ("z⁺", "ε=0.5", "γ"):
         before = comparison.image.value
         comparison.boxes[name].value = True
@@ -399,16 +399,16 @@ def test_comparison_shows_one_panel_per_checked_rule(model, x):
 
 
 def test_comparison_with_nothing_ticked_says_so(model, x):
-    comparison = widgets.compare_rules(model, x, checked=["z⁺"])
+    comparison = widgets.rule_comparison(model, x, checked=["z⁺"])
     comparison.boxes["z⁺"].value = False
     assert comparison.panels == [] and comparison.figure is None
     assert comparison.image.layout.display == "none" and "Tick" in comparison.status.value
     comparison.boxes["α2β1"].value = True
     assert comparison.panels == ["α2β1"] and comparison.image.layout.display is None
     with pytest.raises(InputError, match="not among the rules"):
-        widgets.compare_rules(model, x, checked=["nonsense"])
+        widgets.rule_comparison(model, x, checked=["nonsense"])
     with pytest.raises(InputError, match="not a rule"):
-        widgets.compare_rules(model, x, rules={"eps": Epsilon})
+        widgets.rule_comparison(model, x, rules={"eps": Epsilon})
 
 
 # --------------------------------------------------------------------------------------
@@ -464,7 +464,7 @@ def test_widgets_follow_lecture_mode_when_no_scale_is_given(model, x):
     with style.lecture_mode(scale=2.0):
         lecture = widgets.stepper(model, x)
         inspector = widgets.neuron_inspector(model, x)
-        comparison = widgets.compare_rules(model, x, checked=["LRP-0"])
+        comparison = widgets.rule_comparison(model, x, checked=["LRP-0"])
     assert lecture.header.style.font_size == "32px"  # 16 px headers ×2
     assert lecture.next_button.style.font_size == "28px"
     assert inspector.numbers.style.font_size == "28px"
@@ -477,7 +477,7 @@ def test_widgets_display_as_widgets_and_save_in_a_terminal(model, x, tmp_path):
         widgets.stepper(model, x),
         widgets.rule_explorer(model, x),
         widgets.neuron_inspector(model, x),
-        widgets.compare_rules(model, x),
+        widgets.rule_comparison(model, x),
     ]
     for k, widget in enumerate(made):
         bundle = widget._repr_mimebundle_()

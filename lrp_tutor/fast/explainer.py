@@ -44,7 +44,9 @@ from .explanation import Explanation
 from .inputs import (
     INITS,
     check_input,
+    check_model,
     check_output,
+    check_rule_limits,
     check_target,
     choose_composite,
     model_dtype_device,
@@ -101,12 +103,14 @@ def explain(
     CompositeError
         A weighted layer without a rule.
     """
+    check_model(model)
     chosen = choose_composite(rule, composite)
     if init not in INITS:
         raise InputError(f"init must be 'logit' or 'one', got {init!r}.")
     check_input(x)
     wanted = check_target(target)
     dtype, device = model_dtype_device(model, x)
+    check_rule_limits(chosen, dtype)
     x_work = x.detach().to(device=device, dtype=dtype)
     if x_work.is_inference():
         x_work = x_work.clone()

@@ -59,6 +59,10 @@ class Explanation:
     composite: Any = None
     init: str = "logit"
 
+    def __post_init__(self) -> None:
+        if self.ledger.dtype is None:  # the books were kept in the model's dtype
+            self.ledger.dtype = self.output.dtype
+
     @property
     def total(self) -> Tensor:
         """:math:`\\sum_i R_i` per sample (≈ the target logit for a conservative rule)."""

@@ -15,6 +15,7 @@ tensor([1, 0])
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,11 +24,13 @@ import torch
 from torch import Tensor, nn
 
 from ..composites import Composite, uniform
-from ..errors import CompositeError, InputError
+from ..errors import CompositeError, InputError, RuleError
 from ..rules import Epsilon, Rule
 
 __all__ = [
     "INITS",
+    "check_model",
+    "check_rule_limits",
     "choose_composite",
     "check_input",
     "check_target",
@@ -55,6 +58,110 @@ def choose_composite(rule: Rule | None, composite: Composite | None) -> Composit
             )
         return composite
     return uniform(Epsilon() if rule is None else rule)
+
+
+def check_model(model: Any) -> None:
+    """``model`` must be a plain ``nn.Module`` that explain() can follow, outside inference mode.
+
+    Refuses what explain() cannot look into, saying what to explain instead: a
+    ``torch.compile`` d module, a TorchScript module, a ``DataParallel`` /
+    ``DistributedDataParallel`` wrapper, a call under ``torch.inference_mode()``, and
+    parameters created in inference mode.
+    """
+    if not isinstance(model, nn.Module):
+        raise InputError(
+            f"model must be a torch.nn.Module, got {type(model).__name__} {model!r:.60}."
+        )
+    if torch.is_inference_mode_enabled():
+        raise InputError(
+            "explain() was called under torch.inference_mode(), which turns autograd off for "
+            "good; LRP runs a modified backward pass. Call explain() outside the `with "
+            "torch.inference_mode():` block (under torch.no_grad() is fine)."
+        )
+    original = getattr(model, "_orig_mod", None)
+    if isinstance(original, nn.Module):
+        raise InputError(
+            f"The model is a torch.compile'd module ({type(model).__name__}); compiled code "
+            "runs outside Python, where LRP cannot follow its operations. Explain the original "
+            "module, which shares its weights: lt.explain(model._orig_mod, x)."
+        )
+    wrappers = (nn.DataParallel, nn.parallel.DistributedDataParallel)
+    if isinstance(model, wrappers):
+        raise InputError(
+            f"The model is wrapped in {type(model).__name__}; explain the module inside it, "
+            "which holds the same weights: lt.explain(model.module, x)."
+        )
+    for name, module in model.named_modules():
+        if isinstance(module, torch.jit.ScriptModule):
+            where = "The model is" if not name else f"Layer '{name}' of the model is"
+            raise InputError(
+                f"{where} a TorchScript module ({type(module).__name__}, from torch.jit.script "
+                "or torch.jit.trace); its forward runs outside Python, where LRP cannot follow "
+                "its operations. Explain the original nn.Module (build it again and load the "
+                "weights: module.load_state_dict(scripted.state_dict()))."
+            )
+    for name, t in itertools.chain(model.named_parameters(), model.named_buffers()):
+        if t.is_inference():
+            raise InputError(
+                f"The model's tensor '{name}' was created under torch.inference_mode() and "
+                "cannot take part in a backward pass. Create or load the model outside "
+                "inference mode (torch.no_grad() is fine)."
+            )
+
+
+def _composite_rules(composite: Composite) -> list[tuple[str, Rule]]:
+    """(where, rule) for every rule a composite names: ``first``, ``default``, by type and
+    by name."""
+    found: list[tuple[str, Rule]] = []
+    for where in ("first", "default"):
+        rule = getattr(composite, where, None)
+        if rule is not None:
+            found.append((where, rule))
+    for key, rule in getattr(composite, "by_type", {}).items():
+        names = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(getattr(t, "__name__", repr(t)) for t in names)
+        found.append((f"by_type[{label}]", rule))
+    for key, rule in getattr(composite, "by_name", {}).items():
+        found.append((f"by_name[{key!r}]", rule))
+    return found
+
+
+def check_rule_limits(composite: Composite, dtype: torch.dtype) -> None:
+    r"""Every rule parameter (ε, γ, α, β, the z^B bounds) must be small enough for ``dtype``.
+
+    The limit is :math:`\sqrt{\max}` of the dtype (≈ 1.8e19 in float32, 1.3e154 in
+    float64): a parameter beyond it overflows once it multiplies a weight or an activation
+    (γ·w⁺ → inf, and inf/inf is NaN) or cannot even be stored (ε = 1e39 in float32).
+
+    >>> check_rule_limits(uniform(Epsilon(1e39)), torch.float32)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lrp_tutor.errors.RuleError: Epsilon(epsilon=1e+39) (the composite's default): epsilon = ...
+    """
+    if not dtype.is_floating_point:
+        return
+    limit = math.sqrt(torch.finfo(dtype).max)
+    for where, rule in _composite_rules(composite):
+        params = getattr(rule, "params", {})
+        for name, value in params.items():
+            try:
+                size = float(np.max(np.abs(np.asarray(_numbers(value), dtype=np.float64))))
+            except (TypeError, ValueError):
+                continue
+            if size > limit:
+                slot = "the composite's " + where if where in ("first", "default") else where
+                raise RuleError(
+                    f"{rule!r} ({slot}): {name} = {size:g} is beyond {limit:.2g}, the largest "
+                    f"value that stays finite in {dtype} once it multiplies a weight or an "
+                    f"activation. Use a smaller {name}, or explain in float64: "
+                    "lt.explain(copy.deepcopy(model).double(), x.double())."
+                )
+
+
+def _numbers(value: Any) -> Any:
+    if hasattr(value, "detach"):
+        return value.detach().cpu().numpy()
+    return value
 
 
 def check_input(x: Any) -> None:
@@ -100,7 +207,12 @@ def check_target(target: Any) -> Tensor | int | None:
     if isinstance(target, int | np.integer):
         return int(target)
     if isinstance(target, Tensor):
-        t = target
+        if target.is_meta:
+            raise InputError(
+                "target is on the meta device: it has a shape but no values. Pass class "
+                "indices with values, e.g. target=torch.tensor([3, 1]) (on any device)."
+            )
+        t = target.detach()
     elif isinstance(target, np.ndarray | Sequence):
         try:
             t = torch.as_tensor(np.asarray(target))
@@ -131,6 +243,11 @@ def resolve_target(target: Tensor | int | None, output: Tensor) -> Tensor:
     if target is None:
         return output.detach().argmax(1)
     if isinstance(target, int):
+        if not 0 <= target < classes:  # also for ints beyond int64, e.g. 2**70
+            raise InputError(
+                f"target [{target}] out of range: the model has {classes} classes "
+                f"(0 … {classes - 1})."
+            )
         t = torch.full((n,), target, dtype=torch.long, device=output.device)
     else:
         t = target.to(output.device)

@@ -8,7 +8,7 @@ factory               class                    shows
 ``rule_explorer``     :class:`RuleExplorer`    the heatmap, re-explained live as ε, γ, α and
                                                the rule change
 ``neuron_inspector``  :class:`NeuronInspector` one neuron j: z_ij, R_{i←j}, stab(z_j)
-``compare_rules``     :class:`RuleComparison`  one heatmap per ticked rule
+``rule_comparison``   :class:`RuleComparison`  one heatmap per ticked rule
 ====================  =======================  ============================================
 
 Every widget shows itself as the last expression of a cell (JupyterLab 4, Voila: standard
@@ -25,9 +25,12 @@ ipywidgets only, no custom JavaScript), has ``.widget`` (the ipywidgets box), ``
 'VBox'
 """
 
-from .comparison import RuleComparison, compare_rules
+import warnings as _warnings
+from typing import Any as _Any
+
+from .comparison import RuleComparison, rule_comparison
 from .explorer import RuleExplorer, rule_explorer
-from .inspector import NeuronInspector, neuron_inspector
+from .inspecting import NeuronInspector, neuron_inspector
 from .stepping import StepperWidget, stepper
 
 __all__ = [
@@ -38,5 +41,24 @@ __all__ = [
     "NeuronInspector",
     "neuron_inspector",
     "RuleComparison",
-    "compare_rules",
+    "rule_comparison",
 ]
+
+
+def __getattr__(name: str) -> _Any:
+    """Old and look-alike names: ``compare_rules`` (now :func:`rule_comparison`, so that it is
+    not confused with :func:`lrp_tutor.evaluate.compare_rules`) and ``inspector``."""
+    if name == "compare_rules":
+        _warnings.warn(
+            "lrp_tutor.widgets.compare_rules is now lrp_tutor.widgets.rule_comparison (the "
+            "widget); lrp_tutor.evaluate.compare_rules is the pixel-flipping table.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return rule_comparison
+    if name == "inspector":
+        raise AttributeError(
+            "lrp_tutor.widgets has no 'inspector'; the neuron inspector is "
+            "widgets.neuron_inspector(model, x)."
+        )
+    raise AttributeError(f"module 'lrp_tutor.widgets' has no attribute {name!r}")

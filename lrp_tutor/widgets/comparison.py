@@ -7,7 +7,7 @@ and kept; ticking a box only redraws.
 >>> from torch import nn
 >>> torch.manual_seed(0) and None
 >>> model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
->>> comparison = compare_rules(model, torch.rand(1, 4, 4), checked=["LRP-0", "z⁺"])
+>>> comparison = rule_comparison(model, torch.rand(1, 4, 4), checked=["LRP-0", "z⁺"])
 >>> comparison.checked
 ['LRP-0', 'z⁺']
 >>> comparison.boxes["ε=0.25"].value = True
@@ -30,13 +30,14 @@ from .. import viz
 from ..composites import Composite, epsilon_plus_flat
 from ..errors import InputError, LRPError
 from ..fast import Explanation
+from ..fast.inputs import check_model
 from ..rules import LRP0, AlphaBeta, Epsilon, Gamma, Rule, ZPlus
 from ._base import WidgetShell
 from ._image import png_bytes
 from ._inputs import as_sample, explain_one, resolve_threads, torch_threads
 from ._look import Look
 
-__all__ = ["RuleComparison", "compare_rules", "default_rules"]
+__all__ = ["RuleComparison", "rule_comparison", "default_rules"]
 
 
 def default_rules() -> dict[str, Rule | Composite]:
@@ -103,6 +104,7 @@ class RuleComparison(WidgetShell):
         scale: float | None = None,
         threads: int | None | str = "auto",
     ) -> None:
+        check_model(model)
         self.model = model
         self.x = as_sample(x)
         self.rules = dict(default_rules() if rules is None else rules)
@@ -211,10 +213,11 @@ class RuleComparison(WidgetShell):
         return f"<RuleComparison: {', '.join(self.panels) or 'nothing ticked'}>"
 
 
-def compare_rules(model: nn.Module, x: Any, **options: Any) -> RuleComparison:
+def rule_comparison(model: nn.Module, x: Any, **options: Any) -> RuleComparison:
     """A :class:`RuleComparison` for ``model`` at the sample ``x`` (shape (1, …)).
 
     Options as in :class:`RuleComparison`: ``rules``, ``checked``, ``target``, ``image``,
-    ``shape``, ``ncols``, ``scale``.
+    ``shape``, ``ncols``, ``scale``. (Called ``compare_rules`` before; that name is
+    :func:`lrp_tutor.evaluate.compare_rules`, the pixel-flipping table.)
     """
     return RuleComparison(model, x, **options)

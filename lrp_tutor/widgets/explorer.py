@@ -46,6 +46,7 @@ from torch import nn
 from ..composites import Composite
 from ..errors import InputError, LRPError
 from ..fast import Explanation
+from ..fast.inputs import check_model
 from ..rules import LRP0, AlphaBeta, Epsilon, Flat, Gamma, Rule, WSquare, ZBox, ZPlus
 from ..viz._axes import number
 from ._base import WidgetShell
@@ -139,6 +140,7 @@ class RuleExplorer(WidgetShell):
         percentile: float = 99.5,
         threads: int | None | str = "auto",
     ) -> None:
+        check_model(model)
         self.model = model
         self.x = as_sample(x)
         _check_choice("rule", rule, RULES)
@@ -272,7 +274,17 @@ class RuleExplorer(WidgetShell):
         beta = self.alpha.value - 1.0
         self.beta_label.value = f"β = α − 1 = {beta:.3g}"
 
-    def _on_change(self, _change: Any) -> None:
+    def _on_change(self, change: Any) -> None:
+        slider, new = change.get("owner"), change.get("new")
+        names = {id(self.epsilon): "ε", id(self.gamma): "γ", id(self.alpha): "α"}
+        if id(slider) in names and not math.isfinite(new):
+            slider.value = change["old"]  # explains again, with the value put back
+            self.status.value = (
+                f"<span style='color:#b2182b'><b>{names[id(slider)]} = {new}</b> is not a "
+                f"number a rule can take; it is back at {change['old']:.3g}."
+                f"</span><br>{self.status.value}"
+            )
+            return
         self._sync_controls()
         self.update()
 
@@ -293,7 +305,7 @@ class RuleExplorer(WidgetShell):
             self.error = str(error)
             self.status.value = (
                 f"<span style='color:#b2182b'><b>Cannot explain:</b> {html.escape(str(error))}"
-                "</span>"
+                " The heatmap still shows the last rule that could be explained.</span>"
             )
             return
         self.image.value = png

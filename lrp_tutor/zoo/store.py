@@ -61,13 +61,25 @@ def load_state_dict(name: str, weights_dir: str | Path | None = None) -> dict[st
         from the manifest's (a corrupted or edited file).
     """
     directory = Path(weights_dir or WEIGHTS_DIR)
-    entries = read_manifest(directory).get("models", {})
+    manifest = read_manifest(directory)
+    entries = manifest.get("models", {}) if isinstance(manifest, dict) else None
+    if not isinstance(entries, dict):
+        raise WeightsError(
+            f"The weights manifest {directory / MANIFEST} is malformed: it must be an object "
+            f'with a "models" object, one entry per model. {_FIX}'
+        )
     if name not in entries:
         raise WeightsError(
             f"No weights for '{name}' in {directory / MANIFEST} "
             f"(it lists {sorted(entries)}). {_FIX}"
         )
     entry = entries[name]
+    fields = ("file", "sha256")
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(f), str) for f in fields):
+        raise WeightsError(
+            f"The weights manifest {directory / MANIFEST} is malformed: the entry of '{name}' "
+            f'must name its "file" and its "sha256" as strings, got {entry!r}. {_FIX}'
+        )
     path = directory / entry["file"]
     try:
         data = path.read_bytes()
