@@ -15,7 +15,7 @@ $(BIN)/python:
 # then the package with its extras.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[dev,notebooks,data,browser]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,notebooks,data,browser,grading]"
 	$(MAKE) --no-print-directory models
 
 # Real models for the tests (torchvision, timm) and Zennit for the agreement tests. They pin
@@ -31,10 +31,11 @@ ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: $(STAMP)  ## open the course in JupyterLab
 	$(BIN)/jupyter lab $(ALLOW_ROOT) notebooks/
 
-test: $(STAMP)  ## lint, unit tests, doctests and every notebook under nbval
+test: $(STAMP)  ## lint, unit tests (nbgrader's autograde included), doctests, every notebook under nbval
 	$(BIN)/ruff check lrp_tutor tests benchmarks scripts
 	$(BIN)/ruff format --check lrp_tutor tests benchmarks scripts
-	LRP_TUTOR_REQUIRE_MODELS=1 $(BIN)/python -m pytest -q --doctest-modules lrp_tutor tests
+	LRP_TUTOR_REQUIRE_MODELS=1 LRP_TUTOR_REQUIRE_NBGRADER=1 \
+		$(BIN)/python -m pytest -q --doctest-modules lrp_tutor tests
 	$(BIN)/python -m pytest -q --nbval notebooks exercises/source --nbval-sanitize-with tests/nbval_sanitize.cfg
 
 lint: $(STAMP)

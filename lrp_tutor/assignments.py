@@ -14,10 +14,19 @@ markers, inside code cells::
 solution block becomes ``raise NotImplementedError("Task 01.1: …")`` (the text of the
 nearest ``Task NN.k: …`` line above the block, with the block's indentation), hidden tests
 (``### BEGIN HIDDEN TESTS`` … ``### END HIDDEN TESTS``) disappear, a solution in a
-Markdown cell becomes ``YOUR ANSWER HERE``, and outputs, execution counts, widget state and
-nbgrader cell metadata are stripped. The output is deterministic (byte-identical on
-rebuild), so :func:`check_up_to_date` can fail CI when a committed copy is stale. No
-nbgrader database is needed; the sources keep nbgrader's syntax and can be fed to nbgrader.
+Markdown cell becomes ``YOUR ANSWER HERE``, and outputs, execution counts and widget state
+are stripped. The output is deterministic (byte-identical on rebuild), so
+:func:`check_up_to_date` can fail CI when a committed copy is stale.
+
+A student copy is what ``nbgrader generate_assignment`` would release, except for the text
+of the code stubs (nbgrader writes ``raise NotImplementedError()``; ours names the task):
+the same cell ids and sources, and on every nbgrader cell the release's metadata — the
+source's ``nbgrader`` entry plus the ``checksum`` and ``cell_type`` that nbgrader's
+ComputeChecksums adds, and the ``deletable``/``editable`` flags of its LockCells. So a
+copy handed out with ``lrp-tutor exercises`` and submitted to ``nbgrader autograde`` is
+graded like nbgrader's own release: autograde finds its grade cells by ``grade_id`` and
+puts the hidden tests back (``tests/test_nbgrader.py`` checks both with nbgrader itself).
+Building needs neither nbgrader nor its database.
 
 Examples
 --------
@@ -51,6 +60,7 @@ __all__ = [
     "SOURCE_DIR",
     "STUDENT_DIR",
     "student_notebook",
+    "nbgrader_checksum",
     "student_text",
     "build",
     "written_by_build",
@@ -186,6 +196,65 @@ def _strip_cell(lines: list[str], code: bool, name: str, index: int) -> list[str
     return out
 
 
+def nbgrader_checksum(cell: dict[str, Any]) -> str:
+    """The checksum nbgrader stores in a cell's metadata (``nbgrader.utils.compute_checksum``).
+
+    It covers the cell's source and type, whether it is a grade, solution or locked cell,
+    its ``grade_id`` and its points. nbgrader compares it to tell an unanswered cell from an
+    answered one, and a changed locked cell from an intact one.
+
+    >>> cell = {"cell_type": "markdown", "source": "YOUR ANSWER HERE", "metadata": {"nbgrader":
+    ...         {"grade": True, "solution": True, "grade_id": "answer-05-3", "points": 2}}}
+    >>> nbgrader_checksum(cell)
+    '6db553b705eff2e5a9391d47053891bb'
+    """
+    grading = cell["metadata"]["nbgrader"]
+    grade, solution = bool(grading.get("grade", False)), bool(grading.get("solution", False))
+    parts = [
+        "".join(cell.get("source", "")),
+        cell["cell_type"],
+        str(grade),
+        str(solution),
+        str(_is_locked(grading)),
+        grading["grade_id"],
+    ]
+    if grade:
+        parts.append(str(float(grading["points"])))
+    digest = hashlib.md5()
+    for part in parts:
+        digest.update(part.encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _is_locked(grading: dict[str, Any]) -> bool:
+    """nbgrader's ``is_locked``: grade cells that are not solutions, and read-only cells."""
+    if grading.get("solution", False):
+        return False
+    return bool(grading.get("grade", False) or grading.get("locked", False))
+
+
+def _release_metadata(cell: dict[str, Any], name: str, index: int) -> dict[str, Any]:
+    """The metadata nbgrader's release gives a cell of the student copy (the cell's source
+    already stubbed): LockCells' ``deletable``/``editable`` and ComputeChecksums' entries."""
+    grading = dict(cell["metadata"]["nbgrader"])
+    graded = grading.get("grade", False) or grading.get("solution", False)
+    if (graded or _is_locked(grading)) and not grading.get("grade_id"):
+        raise ValueError(
+            f"{name}, cell {index}: an nbgrader cell needs a 'grade_id' in its nbgrader "
+            "metadata (nbgrader matches submitted cells to the source by it)."
+        )
+    if grading.get("grade", False) and "points" not in grading:
+        raise ValueError(f"{name}, cell {index}: an nbgrader grade cell needs 'points'.")
+    metadata: dict[str, Any] = {"nbgrader": grading}
+    if graded or _is_locked(grading):
+        metadata["deletable"] = False
+        grading["cell_type"] = cell["cell_type"]
+        grading["checksum"] = nbgrader_checksum({**cell, "metadata": {"nbgrader": grading}})
+    if _is_locked(grading):
+        metadata["editable"] = False
+    return metadata
+
+
 def student_notebook(source: dict[str, Any], name: str) -> dict[str, Any]:
     """The student copy of a source notebook (a dict as read by ``json.load``).
 
@@ -205,6 +274,9 @@ def student_notebook(source: dict[str, Any], name: str) -> dict[str, Any]:
             k: v for k, v in cell.get("metadata", {}).items() if k in _KEEP_CELL_METADATA
         }
         new["source"] = _split(text)
+        if "nbgrader" in cell.get("metadata", {}):
+            new["metadata"]["nbgrader"] = cell["metadata"]["nbgrader"]
+            new["metadata"].update(_release_metadata(new, name, index))
         if kind == "code":
             new["execution_count"] = None
             new["outputs"] = []
@@ -423,6 +495,9 @@ class ExecutedNotebook:
         The checker cells that were not run.
     results : dict
         For cells that were run and end in an expression: the value of that expression.
+    displayed : dict
+        For cells that were run and called ``display(...)``: the objects, in order (the
+        check cells display their result, so that nbgrader sees no output to score).
     """
 
     path: Path
@@ -431,9 +506,21 @@ class ExecutedNotebook:
     errors: list[CellError] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)
     results: dict[int, Any] = field(default_factory=dict)
+    displayed: dict[int, list[Any]] = field(default_factory=dict)
 
     def error_for(self, cell: int) -> CellError | None:
         return next((e for e in self.errors if e.cell == cell), None)
+
+
+class _Display:
+    """``display`` in a notebook run by :func:`execute_notebook`: keeps the objects, by cell."""
+
+    def __init__(self, displayed: dict[int, list[Any]]) -> None:
+        self.displayed = displayed
+        self.cell = -1
+
+    def __call__(self, *objects: Any, **_: Any) -> None:
+        self.displayed.setdefault(self.cell, []).extend(objects)
 
 
 def is_checker_cell(source: str) -> bool:
@@ -449,18 +536,14 @@ def _without_magics(source: str) -> str:
     )
 
 
-def _display(*objects: Any, **_: Any) -> None:
-    for obj in objects:
-        print(repr(obj))
-
-
 def execute_notebook(path: str | Path, *, run_checks: bool = False) -> ExecutedNotebook:
     """Run a notebook's code cells, in order, in one fresh namespace of this process.
 
     A cell that raises is recorded in ``errors`` and execution goes on, so that an
     unfinished task (``NotImplementedError``) does not stop the others from being graded.
     Cells that call the checkers are skipped unless ``run_checks``; printed output is
-    swallowed. This runs the notebook's code with the rights of the caller, like Jupyter.
+    swallowed, and what a cell passes to ``display`` is kept in ``displayed``. This runs
+    the notebook's code with the rights of the caller, like Jupyter.
     """
     import ast
 
@@ -468,15 +551,13 @@ def execute_notebook(path: str | Path, *, run_checks: bool = False) -> ExecutedN
     with path.open(encoding="utf-8") as file:
         nb = json.load(file)
     exercise = nb.get("metadata", {}).get("lrp_tutor", {}).get("exercise") or exercise_of(path)
-    namespace: dict[str, Any] = {
-        "__name__": "__notebook__",
-        "__builtins__": builtins,
-        "display": _display,
-    }
+    namespace: dict[str, Any] = {"__name__": "__notebook__", "__builtins__": builtins}
     result = ExecutedNotebook(path, exercise, namespace)
+    display = namespace["display"] = _Display(result.displayed)
     for index, cell in enumerate(nb.get("cells", [])):
         if cell.get("cell_type") != "code":
             continue
+        display.cell = index
         source = "".join(cell.get("source", ""))
         if is_checker_cell(source) and not run_checks:
             result.skipped.append(index)

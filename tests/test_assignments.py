@@ -77,7 +77,8 @@ def test_student_copy_fails_exactly_at_the_stubs(path):
     assert run.errors == [], [e.summary for e in run.errors]  # everything else runs
     tasks = [t for t in checks.TASKS.values() if t.exercise == run.exercise]
     assert tasks
-    shown = [r for r in run.results.values() if isinstance(r, checks.CheckResult)]
+    shown = [r for objects in run.displayed.values() for r in objects]
+    assert all(isinstance(r, checks.CheckResult) for r in shown)
     assert sorted(r.task for r in shown) == sorted(t.id for t in tasks)
     assert all(r.status == "not implemented" for r in shown)
     for task in tasks:
@@ -96,7 +97,6 @@ def test_student_copy_holds_no_solution_and_no_outputs(path):
     for marker in ("BEGIN SOLUTION", "END SOLUTION", "HIDDEN TESTS", "assert_passed"):
         assert marker not in text
     for cell in nb["cells"]:
-        assert "nbgrader" not in cell["metadata"]
         if cell["cell_type"] == "code":
             assert cell["outputs"] == [] and cell["execution_count"] is None
     source = json.loads((assignments.SOURCE_DIR / path.name).read_text(encoding="utf-8"))
@@ -110,6 +110,67 @@ def test_student_copy_holds_no_solution_and_no_outputs(path):
                 inside = False
             elif inside and len(line.strip()) > 12:
                 assert line.strip() not in student_lines, line
+
+
+@pytest.mark.parametrize("path", STUDENTS, ids=lambda p: p.name)
+def test_student_copy_carries_the_nbgrader_metadata_of_a_release(path):
+    """What nbgrader's generate_assignment writes: the source's cell ids and nbgrader entries,
+    checksums of the released cells, locked grade cells (tests/test_nbgrader.py compares
+    with nbgrader itself)."""
+    student = json.loads(path.read_text(encoding="utf-8"))
+    source = json.loads((assignments.SOURCE_DIR / path.name).read_text(encoding="utf-8"))
+    assert [c["id"] for c in student["cells"]] == [c["id"] for c in source["cells"]]
+    graded = 0
+    for ours, theirs in zip(student["cells"], source["cells"], strict=True):
+        if "nbgrader" not in theirs["metadata"]:
+            assert "nbgrader" not in ours["metadata"]
+            continue
+        grading = ours["metadata"]["nbgrader"]
+        added = {"checksum": assignments.nbgrader_checksum(ours), "cell_type": ours["cell_type"]}
+        assert grading == {**theirs["metadata"]["nbgrader"], **added}
+        assert ours["metadata"]["deletable"] is False
+        if grading["grade"] and not grading["solution"]:  # a check cell: locked, 1 point
+            assert ours["metadata"]["editable"] is False and grading["points"] == 1
+            graded += 1
+        else:
+            assert "editable" not in ours["metadata"]
+    assert graded == sum(t.exercise == assignments.exercise_of(path) for t in checks.TASKS.values())
+
+
+def test_checksum_is_nbgrader_s():
+    """Values that nbgrader 0.9.6's compute_checksum gives."""
+    cell = json.loads((assignments.STUDENT_DIR / "05_vgg_composite.ipynb").read_text("utf-8"))
+    answer = next(c for c in cell["cells"] if c["id"] == "ex05-09")
+    assert assignments.nbgrader_checksum(answer) == "6db553b705eff2e5a9391d47053891bb"
+    check = {
+        "cell_type": "code",
+        "source": "display(checks.ex02_stabilize(stabilize))",
+        "metadata": {"nbgrader": {"grade": True, "grade_id": "check-02-1", "points": 1}},
+    }
+    assert assignments.nbgrader_checksum(check) == "86c2f64c9b9c22727e9d5bf4650cf3f0"
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
+def test_check_cells_grade_with_held_out_cases_and_show_without_a_value(path):
+    """A check cell's hidden test runs the held-out cases; its visible line displays the
+    result and returns None, so that nbgrader sees no output to read as partial credit."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    run = assignments.execute_notebook(path, run_checks=True)
+    checker_cells = [
+        (index, "".join(c["source"]))
+        for index, c in enumerate(nb["cells"])
+        if c["cell_type"] == "code" and assignments.is_checker_cell("".join(c["source"]))
+    ]
+    assert checker_cells
+    for index, source in checker_cells:
+        hidden, visible = source.split(assignments.END_HIDDEN + "\n")
+        call = visible.removeprefix("display(").removesuffix(")")
+        assert visible == f"display({call})"
+        assert f"{call[:-1]}, held_out=True).assert_passed()" in hidden
+        assert run.results.get(index) is None
+        assert [r.passed for r in run.displayed[index]] == [True]
+        outputs = nb["cells"][index]["outputs"]
+        assert [o["output_type"] for o in outputs] == ["display_data"]
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.name)
@@ -157,7 +218,7 @@ def test_hidden_tests_markdown_answers_and_metadata_are_stripped():
     answer = {
         "cell_type": "markdown",
         "id": "m",
-        "metadata": {"nbgrader": {"solution": True}, "tags": ["answer"]},
+        "metadata": {"tags": ["answer"]},
         "source": ["Why?\n", "### BEGIN SOLUTION\n", "Because.\n", "### END SOLUTION"],
     }
     metadata = {
@@ -165,16 +226,35 @@ def test_hidden_tests_markdown_answers_and_metadata_are_stripped():
         "language_info": {"name": "python", "version": "3.11.7"},
         "widgets": {"application/vnd.jupyter.widget-state+json": {}},
     }
-    code = _code(hidden, metadata={"nbgrader": {"grade": True}, "execution": {"t": 1}})
+    test = {"grade": True, "grade_id": "t", "points": 2, "locked": True, "solution": False}
+    code = _code(hidden, metadata={"nbgrader": test, "execution": {"t": 1}})
     student = assignments.student_notebook(_notebook(code, answer, metadata=metadata), "07_x.ipynb")
     assert _source(student) == ["x = 1\nx", "Why?\nYOUR ANSWER HERE"]
-    assert student["cells"][0]["metadata"] == {}
-    assert student["cells"][1]["metadata"] == {"tags": ["answer"]}
+    checksum = student["cells"][0]["metadata"]["nbgrader"].pop("checksum")
+    assert checksum == assignments.nbgrader_checksum(
+        {"cell_type": "code", "source": "x = 1\nx", "metadata": {"nbgrader": test}}
+    )
+    assert student["cells"][0]["metadata"] == {
+        "nbgrader": {**test, "cell_type": "code"},
+        "deletable": False,
+        "editable": False,
+    }
+    assert student["cells"][1]["metadata"] == {"tags": ["answer"]}  # not an nbgrader cell
     assert student["metadata"] == {
         "kernelspec": {"name": "python3"},
         "language_info": {"name": "python"},
         "lrp_tutor": {"exercise": "07", "student_copy": True},
     }
+
+
+def test_nbgrader_cells_without_grade_id_or_points_are_refused():
+    for grading, message in (
+        ({"solution": True}, "grade_id"),
+        ({"grade": True, "grade_id": "c"}, "points"),
+    ):
+        cell = _code("x = 1", metadata={"nbgrader": grading})
+        with pytest.raises(ValueError, match=message):
+            assignments.student_notebook(_notebook(cell), "07_demo.ipynb")
 
 
 @pytest.mark.parametrize(

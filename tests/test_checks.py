@@ -201,6 +201,7 @@ WRONG = {
         (lambda z, eps: z + eps * np.where(z > 0, 1.0, -1.0), "sign(0) = −1"),
         (lambda z, eps: z + eps, "without the sign"),
         (lambda z, eps: z - eps * sign(z), "wrong sign"),
+        (lambda z, eps: z + eps * z, "multiplied ε by z instead of by sign(z)"),
     ],
     "02.2": [
         (lambda x, W, b, R, eps: lrp_epsilon(x, W, 0 * b, R, eps), "left the bias out"),
@@ -213,6 +214,10 @@ WRONG = {
             "np.sign",
         ),
         (lambda x, W, b, R, eps: x * ((R / stabilize(x @ W + b, eps)) @ W.T), "0/0 := 0"),
+        (
+            lambda x, W, b, R, eps: x * ((R / ((x @ W + b) * (1 + eps))) @ W.T),
+            "multiplied ε by z instead of by sign(z)",
+        ),
     ],
     "02.3": [
         (lambda *a: absorbed(*a)[::-1], "(bias share, stabiliser share)"),
@@ -231,6 +236,13 @@ WRONG = {
             "one share per neuron",
         ),
         (lambda x, W, b, R, eps: absorbed(x, W, b, R, eps)[0], "pair"),
+        (
+            lambda x, W, b, R, eps: (
+                absorbed(x, W, b, R, eps)[0],
+                (eps * (x @ W + b) * (R / stabilize(x @ W + b, eps))).sum(1),
+            ),
+            "multiplied ε by z instead of by sign(z)",
+        ),
     ],
     "03.1": [
         (lambda x, W: (x[:, None] * np.maximum(W, 0), x[:, None] * np.minimum(W, 0)), "x⁻·w⁻"),
@@ -371,6 +383,42 @@ def test_wrong_answer_is_rejected_with_the_mistake_named(task, wrong, named):
     assert result.implemented
     assert named in result.message, result.message
     assert "Traceback" not in result.message
+
+
+# --------------------------------------------------------------------------------------
+# Held-out cases: the hidden tests of the assignments run cases the check cells do not show.
+
+
+def _counting(function):
+    """``function``, counting its calls in ``.calls``."""
+
+    def counted(*args, **kwargs):
+        counted.calls += 1
+        return function(*args, **kwargs)
+
+    counted.calls = 0
+    return counted
+
+
+@pytest.mark.parametrize("task", list(RIGHT))
+def test_every_task_has_a_held_out_case_that_the_right_answer_passes(task):
+    shown, graded = _counting(RIGHT[task]), _counting(RIGHT[task])
+    assert checks.TASKS[task].checker(shown).passed
+    result = checks.TASKS[task].checker(graded, held_out=True)
+    assert result.passed, result.message
+    assert graded.calls > shown.calls  # the held-out cases ran
+
+
+def test_a_held_out_case_can_fail_alone_and_says_so():
+    """An answer fitted to the cases a student sees passes the check cell, not the grading."""
+
+    def fitted(x, W):  # right on the shown cases (4 inputs or more), wrong on 1 input
+        return x[:, None] * W if len(x) > 1 else np.zeros_like(W)
+
+    assert checks.ex01_contributions(fitted).passed
+    result = checks.ex01_contributions(fitted, held_out=True)
+    assert not result.passed
+    assert "(held out for grading)" in result.message.splitlines()[0], result.message
 
 
 # --------------------------------------------------------------------------------------

@@ -13,12 +13,13 @@ sentence, never a traceback dump.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import html
 import os
 import traceback
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -144,11 +145,16 @@ def checker(task: str, function: str, title: str) -> Callable[[Callable], Callab
 
     ``body`` raises :class:`Failure` at the first failing case; it returns the sentence a
     student sees on success. The checker is registered in :data:`TASKS`.
+
+    The checker takes the student's function and, keyword-only, ``held_out``: when True
+    it also runs the held-out cases that ``body`` lists with :func:`numbered` (the
+    assignments' hidden tests call ``checker(fn, held_out=True).assert_passed()``).
     """
 
     def wrap(body: Callable[[Callable], str]) -> Callable[[Any], CheckResult]:
         @functools.wraps(body)
-        def run(student_fn: Any) -> CheckResult:
+        def run(student_fn: Any, *, held_out: bool = False) -> CheckResult:
+            token = _GRADING.set(held_out)
             try:
                 _check_callable(student_fn, run.__name__, function)
                 summary = body(student_fn)
@@ -164,6 +170,8 @@ def checker(task: str, function: str, title: str) -> Callable[[Callable], Callab
                 )
             except Failure as failure:
                 return CheckResult(task, title, False, failure.message)
+            finally:
+                _GRADING.reset(token)
             return CheckResult(task, title, True, summary)
 
         TASKS[task] = Task(task, task.split(".")[0], function, title, run)
@@ -202,17 +210,31 @@ class Case:
     names: tuple[str, ...]
     number: int = 1
     total: int = 1
+    held_out: bool = False
 
     def header(self) -> str:
         shown = ", ".join(f"{n} = {_show(a)}" for n, a in zip(self.names, self.args, strict=True))
-        return f'Case {self.number} of {self.total}, "{self.name}": {shown}'
+        kind = " (held out for grading)" if self.held_out else ""
+        return f'Case {self.number} of {self.total}{kind}, "{self.name}": {shown}'
 
 
-def numbered(cases: Sequence[Case]) -> list[Case]:
-    """Number the cases 1…n (for the messages)."""
+_GRADING: contextvars.ContextVar[bool] = contextvars.ContextVar("grading", default=False)
+"""True while a checker runs with ``held_out=True`` (the hidden test of a check cell)."""
+
+
+def numbered(cases: Sequence[Case], held_out: Sequence[Case] = ()) -> list[Case]:
+    """Number the cases 1…n (for the messages).
+
+    ``held_out`` cases are added after the others only when the checker was called with
+    ``held_out=True``, as the hidden tests of the assignments do: a student's check cell
+    never runs them, so passing it does not guarantee the points.
+    """
+    cases = list(cases)
+    if _GRADING.get():
+        cases += [replace(case, held_out=True) for case in held_out]
     for k, case in enumerate(cases, start=1):
         case.number, case.total = k, len(cases)
-    return list(cases)
+    return cases
 
 
 def _show(a: Any) -> str:

@@ -56,7 +56,8 @@ def _layer_cases() -> list[Case]:
                 "a neuron with z_j = 0 (it must send nothing)", _zero_neuron_layer(), _NAMES_LAYER
             ),
             Case("square 3×3 layer (catches a transposed W)", _random_layer(3, 3, 3), _NAMES_LAYER),
-        ]
+        ],
+        held_out=[Case("a wide 6×5 layer", _random_layer(101, 6, 5), _NAMES_LAYER)],
     )
 
 
@@ -82,7 +83,8 @@ def ex01_contributions(contributions: Callable) -> str:
                 _NAMES_CONTRIB,
             ),
             Case("one output neuron", _random_layer(14, 5, 1)[:2], _NAMES_CONTRIB),
-        ]
+        ],
+        held_out=[Case("one input, 4 outputs", _random_layer(111, 1, 4)[:2], _NAMES_CONTRIB)],
     )
     for case in cases:
         x, W = case.args

@@ -29,6 +29,14 @@ def _sign(z: np.ndarray) -> np.ndarray:
     return np.where(z >= 0, 1.0, -1.0)
 
 
+_EPS_TIMES_Z = (
+    "you multiplied ε by z instead of by sign(z): z + ε·z only scales z by (1 + ε), so a "
+    "z_j near 0 stays near 0 (and z_j = 0 stays 0). The stabiliser moves z a fixed step ε "
+    "away from 0: stab(z) = z + ε·sign(z), with sign(z) = np.where(z >= 0, 1.0, -1.0)."
+)
+"""The diagnosis of stab(z) = z + ε·z, in every task of exercise 02."""
+
+
 @checker("02.1", "stabilize", "stabilize(z, eps)")
 def ex02_stabilize(stabilize: Callable) -> str:
     r"""Check Task 02.1: :math:`\mathrm{stab}(z) = z + \varepsilon\,\mathrm{sign}(z)`, sign(0) = +1.
@@ -50,7 +58,14 @@ def ex02_stabilize(stabilize: Callable) -> str:
                 (np.array([[0.5, 0.0, -0.01], [-3.0, 0.0, 1e-3]]), 0.01),
                 ("z", "eps"),
             ),
-        ]
+        ],
+        held_out=[
+            Case(
+                "a column of z, shape (4, 1), ε = 1",
+                (np.array([[0.0], [-0.25], [2.0], [-7.5]]), 1.0),
+                ("z", "eps"),
+            )
+        ],
     )
     for case in cases:
         z, eps = case.args
@@ -69,6 +84,7 @@ def ex02_stabilize(stabilize: Callable) -> str:
                     "np.where(z >= 0, 1.0, -1.0).",
                     lambda z=z, eps=eps: z + eps * np.sign(z),
                 ),
+                (_EPS_TIMES_Z, lambda z=z, eps=eps: z + eps * z),
                 (
                     "you used sign(0) = −1 (z > 0 instead of z >= 0). The convention is "
                     "sign(0) = +1: stab(0) = +ε.",
@@ -131,7 +147,10 @@ def _batch_cases() -> list[Case]:
                 _random_batch(23, 2, 3, 3, 0.05),
                 _NAMES,
             ),
-        ]
+        ],
+        held_out=[
+            Case("a batch of 4, a 6×2 layer, ε = 0.2", _random_batch(201, 4, 6, 2, 0.2), _NAMES)
+        ],
     )
 
 
@@ -213,6 +232,10 @@ def ex02_lrp_epsilon(lrp_epsilon: Callable) -> str:
                 lambda x=x, W=W, b=b, R=R, stab=stab: _four_steps(x, W, b, R, stab, times_x=False),
             ),
             (
+                f"{_EPS_TIMES_Z} (Task 02.1)",
+                lambda x=x, W=W, b=b, R=R, eps=eps: _four_steps(x, W, b, R, lambda z: z + eps * z),
+            ),
+            (
                 "you added ε without its sign: stab(z) = z + ε·sign(z) (Task 02.1).",
                 lambda x=x, W=W, b=b, R=R, eps=eps: _four_steps(x, W, b, R, lambda z: z + eps),
             ),
@@ -275,7 +298,12 @@ def ex02_absorbed(absorbed: Callable) -> str:
     >>> ex02_absorbed(absorbed).passed
     True
     """
-    cases = numbered(_batch_cases()[:4])
+    cases = numbered(
+        _batch_cases()[:4],
+        held_out=[
+            Case("a batch of 5, a 3×4 layer, ε = 0.3", _random_batch(202, 5, 3, 4, 0.3), _NAMES)
+        ],
+    )
     for case in cases:
         x, W, b, R, eps = case.args
         rule = Epsilon(eps)
@@ -284,6 +312,8 @@ def ex02_absorbed(absorbed: Callable) -> str:
         z = x @ W + b
         d = z + eps * _sign(z)
         s = np.where(d == 0, 0.0, R / np.where(d == 0, 1.0, d))
+        d_times_z = z + eps * z  # the ε·z mistake
+        s_times_z = np.where(d_times_z == 0, 0.0, R / np.where(d_times_z == 0, 1.0, d_times_z))
         out = call(absorbed, case, _BROADCAST)
         bias_got, stab_got = as_pair(out, case, "(bias share, stabiliser share)")
         bias_got = as_array(bias_got, case, "the bias share, shape (N,)")
@@ -312,6 +342,7 @@ def ex02_absorbed(absorbed: Callable) -> str:
                     "Σ_j b_j/stab(z_j)·R_j.",
                     lambda b=b, s=s: b * s,
                 ),
+                (_EPS_TIMES_Z, lambda b=b, s=s_times_z: (b * s).sum(1)),
                 (
                     "you forgot R_j: neuron j's bias keeps the share b_j/stab(z_j) of R_j.",
                     lambda b=b, d=d: np.where(d == 0, 0.0, b / np.where(d == 0, 1.0, d)).sum(1),
@@ -343,6 +374,12 @@ def ex02_absorbed(absorbed: Callable) -> str:
                     "count it in the stabiliser share. Then Σ_i R_i + bias + stabiliser = "
                     "Σ_j R_j holds exactly.",
                     lambda d=d, s=s, eps=eps, z=z: (eps * _sign(z) * s).sum(1),
+                ),
+                (
+                    _EPS_TIMES_Z + " The stabiliser takes ε·sign(z_j)/stab(z_j)·R_j.",
+                    lambda s=s, eps=eps, z=z, d=d, R=R: (
+                        (eps * z * s).sum(1) + (R * (d == 0)).sum(1)
+                    ),
                 ),
                 (
                     "you used ε without its sign: the stabiliser adds ε·sign(z_j), so it takes "

@@ -80,7 +80,8 @@ def ex03_split(split_contributions: Callable) -> str:
                 (np.array([0.0, -1.5, 2.0]), np.array([[0.5, -1.0], [0.0, 2.0], [-0.5, 0.0]])),
                 names,
             ),
-        ]
+        ],
+        held_out=[Case("signed inputs, a 6×2 layer", _layer(131, 6, 2, False)[:2], names)],
     )
     for case in cases:
         x, W = case.args
@@ -229,9 +230,11 @@ def ex03_alphabeta(lrp_alphabeta: Callable) -> str:
                 (*_layer(37, 3, 2, False), 2.0, 2.0, 1e-6),
                 names,
             ),
-        ]
+        ],
+        held_out=[Case("α = 1.5, β = 0.5", (*_layer(132, 5, 4, False), 1.5, 0.5, 0.05), names)],
     )
-    for case in cases[:-1]:
+    refused = cases.pop(5)  # α − β ≠ 1, checked last
+    for case in cases:
         x, W, b, R, alpha, beta, eps = case.args
         args = (x, W, b, R, alpha, beta, eps)
         variants = [
@@ -289,9 +292,9 @@ def ex03_alphabeta(lrp_alphabeta: Callable) -> str:
             hint="Compute both parts apart, each with its own denominator, then "
             "R_i = Σ_j (α·z⁺_ij/stab(z⁺_j) − β·z⁻_ij/stab(z⁻_j))·R_j.",
         )
-    _check_raises(lrp_alphabeta, cases[-1])
+    _check_raises(lrp_alphabeta, refused)
     return (
-        f"All {len(cases)} cases agree with AlphaBeta(α, β) of the rule book, and α − β ≠ 1 "
+        f"All {len(cases) + 1} cases agree with AlphaBeta(α, β) of the rule book, and α − β ≠ 1 "
         "is refused. Without biases each neuron passes on (α − β)·R_j = R_j; α = 2, β = 1 "
         "lets negative evidence show as negative relevance."
     )

@@ -70,7 +70,14 @@ def ex04_receptive_field(receptive_field: Callable) -> str:
                 (_image(0, 3, 6, 6, counting=True), 3, 3, 3, 3, 1),
                 names,
             ),
-        ]
+        ],
+        held_out=[
+            Case(
+                "stride 3, a 3×2 kernel, 2 channels",
+                (_image(0, 2, 9, 8, counting=True), 3, 2, 2, 1, 3),
+                names,
+            )
+        ],
     )
     for case in cases:
         x, kh, kw, r, c, s = case.args
@@ -120,7 +127,9 @@ def ex04_receptive_field(receptive_field: Callable) -> str:
 
 def _conv_cases(with_messages: bool) -> list[Case]:
     names = ("x", "w", "b", "k", "r", "c", "stride")
-    extra: list[tuple] = [(1.3, 0.1), (-0.7, 1e-6), (2.0, 0.01)] if with_messages else [(), (), ()]
+    extra: list[tuple] = (
+        [(1.3, 0.1), (-0.7, 1e-6), (2.0, 0.01), (0.9, 0.5)] if with_messages else [()] * 4
+    )
     if with_messages:
         names += ("R_j", "eps")
     layouts = [
@@ -135,12 +144,22 @@ def _conv_cases(with_messages: bool) -> list[Case]:
             2,
             2,
         ),
+        # held out: only the hidden tests of the assignment run it
+        (
+            "stride 3, C_in = 3, a 2×2 kernel",
+            _image(141, 3, 8, 8),
+            _kernel(141, 2, 3, 2, 2),
+            1,
+            2,
+            1,
+            3,
+        ),
     ]
     cases = [
         Case(name, (x, w, b, k, r, c, s, *more), names)
         for (name, x, (w, b), k, r, c, s), more in zip(layouts, extra, strict=True)
     ]
-    return numbered(cases)
+    return numbered(cases[:3], held_out=cases[3:])
 
 
 @checker("04.2", "conv_contributions", "conv_contributions(x, w, b, k, r, c, stride)")
@@ -404,7 +423,10 @@ def ex04_relevance_in(conv_relevance_in: Callable) -> str:
             ),
             Case("stride 2, 2×2 kernel (no overlap)", layer(46, 1, 6, 6, 2, 2, 2, 2, 0.01), names),
             Case("a 5×7 input and a 3×2 kernel", layer(47, 1, 5, 7, 2, 3, 2, 1, 0.05), names),
-        ]
+        ],
+        held_out=[
+            Case("stride 3, C_in = 3, a 2×3 kernel", layer(142, 3, 8, 9, 2, 2, 3, 3, 0.2), names)
+        ],
     )
     for case in cases:
         x, w, b, R_out, s, eps = case.args

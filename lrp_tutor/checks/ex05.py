@@ -101,7 +101,8 @@ def ex05_pixel_bounds(pixel_bounds: Callable) -> str:
                 (np.array([0.2, 0.5, 0.7]), np.array([0.1, 0.3, 0.25])),
                 names,
             ),
-        ]
+        ],
+        held_out=[Case("equal channels (lists)", ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5]), names)],
     )
     for case in cases:
         mean, std = case.args
@@ -254,8 +255,32 @@ def ex05_composite(vgg16_composite: Callable) -> str:
     >>> print(result.message.splitlines()[1])
     Layer features.17: it got Gamma(gamma=0.25), expected Epsilon(epsilon=0.25).
     """
-    low, high = _bounds(IMAGENET_MEAN, IMAGENET_STD)
-    case = Case("VGG-16 with ImageNet bounds", (low, high), ("low", "high"))
+    cases = numbered(
+        [
+            Case(
+                "VGG-16 with ImageNet bounds", _bounds(IMAGENET_MEAN, IMAGENET_STD), ("low", "high")
+            )
+        ],
+        held_out=[
+            Case(
+                "VGG-16 with the bounds of other channel statistics",
+                _bounds([0.3, 0.4, 0.5], [0.2, 0.25, 0.3]),
+                ("low", "high"),
+            )
+        ],
+    )
+    for case in cases:
+        _check_composite(vgg16_composite, case)
+    return (
+        "All 16 weighted layers get the right rule: features.0 ZBox (pixels), features.2–14 "
+        "Gamma(0.25), features.17–28 Epsilon(0.25), classifier.0/3/6 LRP-0 — the same as "
+        "composites.montavon_vgg."
+    )
+
+
+def _check_composite(vgg16_composite: Callable, case: Case) -> None:
+    """Raise :class:`Failure` unless ``vgg16_composite(low, high)`` gives every layer its rule."""
+    low, high = case.args
     composite = call(vgg16_composite, case)
     if not isinstance(composite, Composite):
         hint = (
@@ -281,8 +306,3 @@ def ex05_composite(vgg16_composite: Callable) -> str:
         problem = _rule_problem(resolved.get(name), want, low, high)
         if problem:
             raise Failure(f"{case.header()}\nLayer {name}: {problem}\nWhy: {_WHY[group]}")
-    return (
-        "All 16 weighted layers get the right rule: features.0 ZBox (pixels), features.2–14 "
-        "Gamma(0.25), features.17–28 Epsilon(0.25), classifier.0/3/6 LRP-0 — the same as "
-        "composites.montavon_vgg."
-    )

@@ -73,7 +73,14 @@ def ex06_flip_order(flip_order: Callable) -> str:
             Case(
                 "a 2×5 heatmap, mostly negative", (rng.normal(-1.0, 1.0, (2, 5)),), ("relevance",)
             ),
-        ]
+        ],
+        held_out=[
+            Case(
+                "a 1×6 heatmap with ties at the top",
+                (np.array([[0.3, 0.9, -0.2, 0.9, 0.0, 0.3]]),),
+                ("relevance",),
+            )
+        ],
     )
     for case in cases:
         (R,) = case.args
@@ -205,7 +212,14 @@ def ex06_pixel_flipping(pixel_flipping: Callable) -> str:
                 names,
             ),
             Case("ties in the relevance, 3 pixels per step", (f3, x3, ties, 0, 3, 0.0), names),
-        ]
+        ],
+        held_out=[
+            Case(
+                "5 pixels per step (2 of the 12 pixels stay), baseline 1",
+                (f3, x3, np.random.default_rng(161).normal(size=(3, 4)), 2, 5, 1.0),
+                names,
+            )
+        ],
     )
     for case in cases:
         f, x, R, target, per_step, baseline = case.args
@@ -280,7 +294,8 @@ def ex06_aopc(aopc: Callable) -> str:
             Case("a falling curve", (np.array([3.0, 1.5, 0.5, 0.2, 0.0]),), ("scores",)),
             Case("a curve that rises at first", (np.array([1.0, 1.2, 0.8, 1.5]),), ("scores",)),
             Case("a batch of 3 curves, shape (3, 5)", (batch,), ("scores",)),
-        ]
+        ],
+        held_out=[Case("a flat curve of 6 steps", (np.full(6, 0.75),), ("scores",))],
     )
     for case in cases:
         (s,) = case.args

@@ -3,7 +3,8 @@
 Each task is one test, marked with its exercise (ex01 … ex06). The notebook's code cells
 run in one namespace (cells that call the checkers are skipped; an unfinished task's
 NotImplementedError does not stop the others), then the task's checker runs on the
-student's function and the test fails with the checker's message.
+student's function, held-out cases included (as in the hidden tests nbgrader runs), and
+the test fails with the checker's message.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def test_task(task, submissions) -> None:
             + (f" Cells that raised: {errors}" if errors else ""),
             pytrace=False,
         )
-    result = task.checker(function)
+    result = task.checker(function, held_out=True)  # as nbgrader's hidden tests grade
     if not result.passed:  # the checker's words: the case, the entry, the likely mistake
         pytest.fail(str(result), pytrace=False)
 
