@@ -46,7 +46,17 @@ __all__ = [
     "montavon_vgg",
 ]
 
-WEIGHTED: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d)
+CONVOLUTIONS: tuple[type[nn.Module], ...] = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
+"""Convolutions of every dimension, transposed ones included (the presets' "conv" layers)."""
+
+WEIGHTED: tuple[type[nn.Module], ...] = (nn.Linear, *CONVOLUTIONS)
 """Layers whose relevance a rule redistributes through their weights."""
 
 POOLING: tuple[type[nn.Module], ...] = (
@@ -90,8 +100,6 @@ POOLING_RULE: Rule = Epsilon(1e-6)
 SUM_RULE: Rule = Epsilon(1e-6)
 """The rule of residual sums (``lrp_tutor.fast.Sum``, torchvision-style residual blocks) that
 a composite does not map by name or by type: :math:`R_k = a^{(k)}/\\mathrm{stab}(z)\\cdot R`."""
-
-CONVOLUTIONS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d)
 
 
 class Composite:

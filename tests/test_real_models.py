@@ -110,7 +110,11 @@ def size_of(name: str) -> int:
 
 
 def build_torchvision(name: str) -> nn.Module:
-    kwargs = {"aux_logits": False, "init_weights": False} if name in ("googlenet", "inception_v3") else {}
+    kwargs = (
+        {"aux_logits": False, "init_weights": False}
+        if name in ("googlenet", "inception_v3")
+        else {}
+    )
     torch.manual_seed(0)
     return prepare(tvm.get_model(name, weights=None, **kwargs))
 

@@ -37,8 +37,8 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 
-from ..composites import POOLING_RULE, SUM_RULE, WEIGHTED, Composite
-from ..errors import CompositeError, InputError, RuleError, UnsupportedLayerError
+from ..composites import POOLING_RULE, SUM_RULE, Composite
+from ..errors import CompositeError, InputError, UnsupportedLayerError
 from ..rules import Rule
 from . import registry
 from .bookings import Booking, Recorder

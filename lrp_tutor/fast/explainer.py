@@ -40,6 +40,7 @@ from ..composites import Composite
 from ..errors import InputError, LRPError
 from ..rules import Rule
 from .bookings import Recorder
+from .engine import Session
 from .explanation import Explanation
 from .inputs import (
     INITS,
@@ -53,7 +54,6 @@ from .inputs import (
     resolve_target,
     seed,
 )
-from .engine import Session
 
 __all__ = ["explain"]
 

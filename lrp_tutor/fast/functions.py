@@ -43,11 +43,10 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import RuleError
-from ..rules import Part, identity, sign, negative, ones_like, positive, safe_divide, zeros_like
+from ..rules import Part, identity, negative, ones_like, positive, safe_divide, sign, zeros_like
 from .bookings import Booking, per_sample_sum
 from .maps import LinearMap, Scratch, _fit, scratch_like
 

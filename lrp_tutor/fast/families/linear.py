@@ -11,7 +11,8 @@ composite gives the module (by name, ``first``, by type, ``default``):
 
 Its output is *pending* (:mod:`lrp_tutor.fast.engine`): a BatchNorm that uses it on its
 channels is merged in, :math:`w'_{ij} = \lambda_j w_{ij}`,
-:math:`b'_j = \lambda_j(b_j - \mu_j) + \beta_j`, :math:`\lambda_j = \gamma_j/\sqrt{\sigma_j^2+\epsilon}`.
+:math:`b'_j = \lambda_j(b_j - \mu_j) + \beta_j`,
+:math:`\lambda_j = \gamma_j/\sqrt{\sigma_j^2+\epsilon}`.
 
 **Fixed maps** — BatchNorm anywhere else (a per-channel affine map
 :math:`z_j = \lambda_j x_j + b'_j`), a layer scale or a constant factor
@@ -75,9 +76,7 @@ def _merged_bias(b: Tensor | None, scale: Tensor, shift: Tensor) -> Tensor:
 
 
 _CONV_ARGS = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
-_TRANSPOSED_ARGS = (
-    "input weight bias stride padding output_padding groups dilation".split()
-)
+_TRANSPOSED_ARGS = "input weight bias stride padding output_padding groups dilation".split()
 
 
 def convolution(call) -> Tensor:
@@ -135,9 +134,7 @@ def batch_norm(call) -> Tensor:
             "not a fixed map of each sample; lrp_tutor explains BatchNorm with running "
             "statistics."
         )
-    scale, shift = scale_and_shift(
-        a["running_mean"], a["running_var"], a["weight"], a["bias"], eps
-    )
+    scale, shift = scale_and_shift(a["running_mean"], a["running_var"], a["weight"], a["bias"], eps)
     session = call.session
     pending = session.pending_of(x)
     kind = type(call.module).__name__ if call.own else "batch_norm"
@@ -151,7 +148,9 @@ def batch_norm(call) -> Tensor:
     value = call.plain()
     view = (1, -1) + (1,) * (x.ndim - 2)
     layer = ScaleMap(scale.to(x).view(view), shift.to(x).view(view), session.scratch)
-    return explain_linear(x, value, layer, call.rule("fixed"), call.booking("batch_norm"), call.where())
+    return explain_linear(
+        x, value, layer, call.rule("fixed"), call.booking("batch_norm"), call.where()
+    )
 
 
 # ------------------------------------------------------------------ fixed maps
@@ -195,7 +194,9 @@ def avg_pool(call) -> Tensor:
     if adaptive:
         pool = SimpleNamespace(output_size=call.arg(1, "output_size"))
     else:
-        args = {k: call.arg(i + 1, k, _POOL_DEFAULTS.get(k)) for i, k in enumerate(_POOL_ARGS[name])}
+        args = {
+            k: call.arg(i + 1, k, _POOL_DEFAULTS.get(k)) for i, k in enumerate(_POOL_ARGS[name])
+        }
         if args["stride"] is None or args["stride"] == []:
             args["stride"] = args["kernel_size"]
         pool = SimpleNamespace(**args)
@@ -264,9 +265,7 @@ def normalization(call) -> Tensor:
 
 
 WEIGHTED_LINEAR = ("linear",)
-CONVOLUTIONS = tuple(
-    f"conv{t}{d}d" for t in ("", "_transpose") for d in (1, 2, 3)
-)
+CONVOLUTIONS = tuple(f"conv{t}{d}d" for t in ("", "_transpose") for d in (1, 2, 3))
 AVG_POOLS = ("avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d")
 FIXED = ("mean", "sum", "avg_pool3d", "adaptive_avg_pool3d", "nansum", "nanmean")
 SCALES = ("mul", "multiply", "div", "divide", "true_divide", "__mul__", "__rmul__", "__truediv__")

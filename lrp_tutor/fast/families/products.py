@@ -33,8 +33,6 @@ import torch
 from torch import Tensor
 
 from ...errors import UnsupportedLayerError
-from ...rules import sign
-from ..bookings import Booking, per_sample_sum
 from ..functions import Product, explain_linear
 from ..maps import ScaleMap
 from .linear import scale
