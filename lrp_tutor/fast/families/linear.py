@@ -27,7 +27,7 @@ the standard deviation held constant) — take the composite's rule for the modu
 >>> e = lt.explain(torch.nn.Sequential(net, torch.nn.Flatten(), torch.nn.Linear(8, 2)),
 ...                torch.rand(1, 1, 4, 4))
 >>> [entry.layer for entry in e.ledger][:2]
-['0.0 (Conv2d+BatchNorm2d)', '2 (Linear)']
+['0.0 (Conv2d+BatchNorm2d)', '1 (Flatten)']
 """
 
 from __future__ import annotations
