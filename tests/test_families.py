@@ -121,6 +121,7 @@ class Op(nn.Module):
             "group_norm": nn.GroupNorm(2, channels),
             "rms_norm": nn.RMSNorm(5),
             "batch_norm": nn.BatchNorm2d(channels),
+            "lrn": nn.LocalResponseNorm(3, alpha=0.5, k=1.5),
         }.get(kind)
         self.scale = nn.Parameter(torch.linspace(-1.5, 2.0, channels).view(-1, 1, 1))
         self.fc = nn.Linear(channels, channels)
@@ -171,6 +172,9 @@ def _fixed_matrix(op: Op, x: torch.Tensor):
                     c = (t - t.mean(-1, keepdim=True)) / sigma * op.norm.weight
                     return c.permute(0, 3, 1, 2) if kind == "layer_norm_2d" else c
 
+        elif kind == "lrn":
+            weight = (op(x) / x)[0]  # 1/d_c, the divisor held constant
+            f = lambda v: v * weight  # noqa: E731
         elif kind == "rms_norm":
             rms = (x[0].pow(2).mean(-1, keepdim=True) + torch.finfo(f64).eps).sqrt()
             f = lambda v: v / rms * op.norm.weight  # noqa: E731
@@ -189,6 +193,7 @@ def _fixed_matrix(op: Op, x: torch.Tensor):
         ("group_norm", (4, 3, 3)),
         ("rms_norm", (3, 5)),
         ("batch_norm", (4, 3, 3)),
+        ("lrn", (4, 3, 3)),
         ("mean", (4, 3, 3)),
         ("sum", (4, 3, 3)),
         ("bilinear", (4, 2, 3)),

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .families import elementwise, linear, products, routing, sums
+from .families import elementwise, linear, local_response_norm, products, routing, sums
 
 __all__ = ["Family", "FAMILIES", "family_of", "resolve", "supported_text", "unsupported"]
 
@@ -116,6 +116,13 @@ FAMILIES: tuple[Family, ...] = (
         linear.normalization,
         None,
         "F.layer_norm, F.group_norm, F.rms_norm — the standard deviation held constant",
+    ),
+    Family(
+        "local_response_norm",
+        local_response_norm.FUNCTIONS,
+        local_response_norm.local_response_norm,
+        None,
+        "F.local_response_norm — the divisor held constant",
     ),
     Family(
         "product",
