@@ -93,6 +93,30 @@ def _torch() -> Any:
     return torch
 
 
+def declares(**properties: bool) -> Callable[[Callable], Callable]:
+    """Attach what the fast path may rely on to an input or weight modifier, so that it is
+    read from the rule book instead of recognised by identity. The properties:
+
+    - ``homogeneous``: :math:`\\rho(t w) = t \\rho(w)` for t > 0 (a positive scale of the
+      weights, e.g. a merged BatchNorm, can act on the outputs instead).
+    - ``takes_out``: it accepts ``out=`` (its result can be written into scratch memory).
+    - ``signed``: it selects by sign (:math:`x^+`, :math:`x^-`).
+    - ``zero_if_nonnegative``: it is 0 wherever its argument is ≥ 0 (:math:`x^-` of a
+      non-negative input vanishes, and its products are skipped).
+
+    >>> negative.zero_if_nonnegative, positive.homogeneous, ones_like.homogeneous
+    (True, True, False)
+    """
+
+    def mark(modifier: Callable) -> Callable:
+        for name in ("homogeneous", "takes_out", "signed", "zero_if_nonnegative"):
+            setattr(modifier, name, properties.get(name, False))
+        return modifier
+
+    return mark
+
+
+@declares(homogeneous=True, takes_out=True, signed=True)
 def positive(a: Array, out: Array | None = None) -> Array:
     """:math:`a^+ = \\max(a, 0)`, written into ``out`` when given (same shape and kind)."""
     if out is None:
@@ -100,6 +124,7 @@ def positive(a: Array, out: Array | None = None) -> Array:
     return np.clip(a, 0, None, out=out) if _is_numpy(a) else _torch().clamp(a, min=0, out=out)
 
 
+@declares(homogeneous=True, takes_out=True, signed=True, zero_if_nonnegative=True)
 def negative(a: Array, out: Array | None = None) -> Array:
     """:math:`a^- = \\min(a, 0)`, written into ``out`` when given (same shape and kind)."""
     if out is None:
@@ -107,11 +132,13 @@ def negative(a: Array, out: Array | None = None) -> Array:
     return np.clip(a, None, 0, out=out) if _is_numpy(a) else _torch().clamp(a, max=0, out=out)
 
 
+@declares(homogeneous=True)
 def identity(a: Array) -> Array:
     """:math:`a` itself."""
     return a
 
 
+@declares()
 def ones_like(a: Array) -> Array:
     """An array of ones with the shape, dtype (and device) of ``a``."""
     if _is_numpy(a):
@@ -119,6 +146,7 @@ def ones_like(a: Array) -> Array:
     return a.new_ones(a.shape)
 
 
+@declares(homogeneous=True)
 def zeros_like(a: Array) -> Array:
     """An array of zeros with the shape, dtype (and device) of ``a``."""
     if _is_numpy(a):
@@ -137,21 +165,40 @@ def constant_like(a: Array, value: Any) -> Array:
     return torch.as_tensor(value, dtype=a.dtype, device=a.device).expand(a.shape)
 
 
-def sign(z: Array) -> Array:
+def sign(z: Array, out: Array | None = None) -> Array:
     """The sign with the convention :math:`\\mathrm{sign}(0) = +1`.
+
+    With ``out`` (tensors, the fast path's scratch memory) it is written there as
+    ``copysign(1, z)``, one pass without temporaries; that gives −1 for −0.0, a value only a
+    sum of zeros takes, whose neuron sends no messages either way.
 
     >>> sign(np.array([-2.0, 0.0, 3.0]))
     array([-1.,  1.,  1.])
     """
+    if out is not None and not _is_numpy(z):
+        torch = _torch()
+        return torch.copysign(torch.ones((), dtype=z.dtype, device=z.device), z, out=out)
     one = ones_like(z)
     return (z >= 0) * one - (z < 0) * one
 
 
-def stabilize(z: Array, epsilon: float) -> Array:
-    """:math:`\\mathrm{stab}(z) = z + \\varepsilon \\cdot \\mathrm{sign}(z)`, sign(0) = +1."""
+def stabilize(
+    z: Array, epsilon: float, sign_z: Array | None = None, out: Array | None = None
+) -> Array:
+    """:math:`\\mathrm{stab}(z) = z + \\varepsilon \\cdot \\mathrm{sign}(z)`, sign(0) = +1.
+
+    ``sign_z``: the sign, where the caller has it already; ``out``: where to write (tensors).
+
+    >>> stabilize(np.array([-1.0, 0.0, 2.0]), 0.5)
+    array([-1.5,  0.5,  2.5])
+    """
     if epsilon == 0:
         return z
-    return z + epsilon * sign(z)
+    if sign_z is None:
+        sign_z = sign(z)
+    if out is not None and not _is_numpy(z):
+        return _torch().add(z, sign_z, alpha=epsilon, out=out)
+    return z + epsilon * sign_z
 
 
 def safe_divide(numerator: Array, denominator: Array) -> Array:
@@ -213,9 +260,9 @@ class Part:
     epsilon: float
     label: str = "z"
 
-    def stabilize(self, z: Array) -> Array:
-        """:math:`\\mathrm{stab}(z_j)` with this part's ε."""
-        return stabilize(z, self.epsilon)
+    def stabilize(self, z: Array, sign_z: Array | None = None, out: Array | None = None) -> Array:
+        """:math:`\\mathrm{stab}(z_j)` with this part's ε (both paths call this)."""
+        return stabilize(z, self.epsilon, sign_z, out)
 
     @property
     def is_plain(self) -> bool:
@@ -387,6 +434,7 @@ class Gamma(Rule):
         self.epsilon = _check_number(type(self).__name__, "epsilon", epsilon)
         g = self.gamma
 
+        @declares(homogeneous=True)
         def rho(w: Array) -> Array:
             return w + g * positive(w)
 
@@ -525,6 +573,7 @@ class WSquare(Rule):
         return "w²"
 
 
+@declares()
 def _square(w: Array) -> Array:
     return w * w
 
@@ -600,9 +649,11 @@ class ZBox(Rule):
         self.epsilon = _check_number(name, "epsilon", epsilon)
         low_f, high_f = _bound_value(low), _bound_value(high)
 
+        @declares()
         def minus_low(x: Array) -> Array:
             return -constant_like(x, _fitting_bound(name, "low", low_f, x))
 
+        @declares()
         def minus_high(x: Array) -> Array:
             return -constant_like(x, _fitting_bound(name, "high", high_f, x))
 

@@ -38,7 +38,6 @@ tensor([[1., 3.]])
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -46,7 +45,7 @@ import torch
 from torch import Tensor
 
 from ..errors import RuleError
-from ..rules import Part, identity, negative, ones_like, positive, safe_divide, sign, zeros_like
+from ..rules import Part, identity, ones_like, positive, safe_divide, sign, zeros_like
 from .bookings import Booking, per_sample_sum
 from .maps import LinearMap, Scratch, _fit, scratch_like
 
@@ -57,17 +56,17 @@ __all__ = [
     "Product",
     "explain_linear",
     "OURS",
-    "complementary",
 ]
 
 
 def _needs_sign(parts: Sequence[Part]) -> bool:
-    return any(t.input in (positive, negative) for p in parts for t in p.terms)
+    """Whether a term selects inputs by sign (the rule book declares it: x⁺, x⁻)."""
+    return any(getattr(t.input, "signed", False) for p in parts for t in p.terms)
 
 
 def _vanishes(phi, nonneg: bool) -> bool:
     """Whether :math:`\\phi(x) = 0` everywhere: :math:`x^-` of an input without negatives."""
-    return phi is negative and nonneg
+    return nonneg and getattr(phi, "zero_if_nonnegative", False)
 
 
 def _term_input(phi, x: Tensor, nonneg: bool) -> Tensor | None:
@@ -79,25 +78,6 @@ def _term_input(phi, x: Tensor, nonneg: bool) -> Tensor | None:
     if phi is ones_like:
         return x.new_ones((1, *x.shape[1:]))
     return phi(x)
-
-
-def complementary(parts: Sequence[Part]) -> bool:
-    r"""True for the αβ-rule: its two parts' terms together are :math:`(x^+ + x^-)(w^+ + w^-)`
-    and its biases :math:`b^+ + b^-`, so that :math:`z^+ + z^- = z`, the layer's output.
-
-    Then the layer's own forward is not needed: the output is :math:`z^+ + z^-`.
-    """
-    if len(parts) != 2:
-        return False
-    pairs = [(t.input, t.weight) for p in parts for t in p.terms]
-    full = {(positive, positive), (negative, negative), (positive, negative), (negative, positive)}
-    biases = {p.bias for p in parts}
-    return len(pairs) == 4 and set(pairs) == full and biases == {positive, negative}
-
-
-@functools.cache
-def _one(dtype: torch.dtype, device: torch.device) -> Tensor:
-    return torch.ones((), dtype=dtype, device=device)
 
 
 def _stacking(parts: Sequence[Part], nonneg: bool) -> tuple[list, list[list]] | None:
@@ -137,22 +117,20 @@ def _ratio(
     r""":math:`s = c_p R / \mathrm{stab}(z)` (0 where the denominator is 0, ε = 0), and
     :math:`\mathrm{sign}(z)` with sign(0) = +1 (for ε > 0; None for ε = 0).
 
-    Both are written into ``scratch`` (the ratio into buffer ``slot``, one per part): they
-    are needed only until the layer's backward returns.
+    The stabiliser is the rule book's (:meth:`~lrp_tutor.rules.Part.stabilize`). Both are
+    written into ``scratch`` (the ratio into buffer ``slot``, one per part): they are needed
+    only until the layer's backward returns.
     """
     if part.epsilon > 0:
-        # sign(z) with sign(0) = +1 (−0.0 gets −1, but only sums of zeros are −0.0: such a
-        # neuron sends no messages, and ε absorbs its c_p·R_j with either sign)
-        sign = torch.copysign(_one(z.dtype, z.device), z, out=scratch_like(scratch, "sign", z))
-        den = scratch_like(scratch, ("ratio", slot), z)
-        den = torch.add(z, sign, alpha=part.epsilon, out=den)  # stab(z) = z + ε·sign(z)
+        sign_z = sign(z, out=scratch_like(scratch, "sign", z))
+        den = part.stabilize(z, sign_z, out=scratch_like(scratch, ("ratio", slot), z))
         s = torch.div(r, den, out=den) if den.shape == r.shape else r / den
     else:
-        sign = None
+        sign_z = None
         s = safe_divide(r, z)
     if part.coefficient != 1:
         s = s.mul_(part.coefficient)
-    return s, sign
+    return s, sign_z
 
 
 def _stabilizer_absorbed(r: Tensor, s: Tensor, z: Tensor, sign: Tensor | None, part: Part):

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from ..errors import RuleError, UnsupportedLayerError
-from ..rules import identity, negative, ones_like, positive
+from ..rules import identity, ones_like
 from .bookings import per_sample_sum
 
 __all__ = [
@@ -58,20 +58,22 @@ Rho = Callable[[Any], Any]
 CHUNK = 1 << 22
 """Dense weights larger than this many entries are modified in row chunks (bounded memory)."""
 
-WRITES_INTO: frozenset[Rho] = frozenset({positive, negative})
-"""Weight modifiers that take ``out=``: their ρ(W) can be written into :class:`Scratch`."""
 
 _PROBE = (-1e3, -7.0, -1.0, -0.3, -1e-3, 0.0, 1e-3, 0.3, 1.0, 7.0, 1e3)
 _HOMOGENEOUS: dict[Rho, bool] = {}
 
 
 def homogeneous(rho: Rho) -> bool:
-    """Whether :math:`\\rho(t w) = t\\rho(w)` for t > 0 (checked on a probe, remembered).
+    """Whether :math:`\\rho(t w) = t\\rho(w)` for t > 0: as the rule book declares it, else
+    checked on a probe and remembered (a modifier of a user's own rule).
 
     >>> from lrp_tutor.rules import positive, ones_like
     >>> homogeneous(positive), homogeneous(ones_like)
     (True, False)
     """
+    declared = getattr(rho, "homogeneous", None)
+    if declared is not None:
+        return declared
     if rho not in _HOMOGENEOUS:
         w = torch.tensor(_PROBE, dtype=torch.float64)
         try:
@@ -100,6 +102,7 @@ class Scratch:
     after another, so a buffer is never needed by two layers at once. A buffer grows to the
     largest layer's size and lives as long as the explanation.
 
+    >>> from lrp_tutor.rules import positive
     >>> scratch = Scratch()
     >>> w = torch.tensor([[-1.0, 2.0]])
     >>> scratch.take(positive, w).shape
@@ -287,7 +290,7 @@ class _Weighted(LinearMap):
         if scale is not None and self._on_outputs(rho):
             scale = None  # the scale acts on the outputs
         shape = (-1,) + (1,) * (base.ndim - 1)
-        if self.scratch is None or not self.transient or rho not in WRITES_INTO:
+        if self.scratch is None or not self.transient or not getattr(rho, "takes_out", False):
             return rho(base if scale is None else base * scale.view(shape))
         out = self.scratch.take(rho, base)
         if scale is not None:
