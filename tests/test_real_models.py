@@ -145,9 +145,9 @@ def bias_free(model: nn.Module) -> nn.Module:
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
-                scale = (m.running_var + m.eps).rsqrt()
-                if m.weight is not None:
-                    m.bias.copy_(m.running_mean * scale * m.weight)
+                if m.weight is not None:  # β = λμ, computed as the merge computes λμ: 0 left
+                    scale = (m.running_var + m.eps).rsqrt() * m.weight
+                    m.bias.copy_(m.running_mean * scale)
                 else:
                     m.running_mean.zero_()
                 continue

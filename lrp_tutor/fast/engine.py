@@ -340,7 +340,7 @@ class Session(TorchFunctionMode):
                 state.clear()
 
     def _allowed(self, node: Any) -> bool:
-        return type(node) in OURS or node in self.known
+        return type(node) in OURS or type(node) in registry.NODES or node in self.known
 
     def _describe(self, node: Any) -> str:
         return "in the model's forward"

@@ -169,9 +169,20 @@ FAMILIES: tuple[Family, ...] = (
         "reshape, view, flatten, permute, transpose, cat, stack, split, chunk, slicing, pad, "
         "channel shuffle, dropout (eval), max pooling (the winner takes all) — exact routing",
     ),
+    Family(
+        "pad",
+        ("pad",),
+        routing.pad,
+        None,
+        "F.pad — reflect/replicate: routing; constant: relevance sent to the padding is "
+        "absorbed (booked like a bias)",
+    ),
     Family("setitem", ("__setitem__",), routing.setitem, None, "x[i] = y", returns_none=True),
     Family("copy", ("copy_",), routing.copy, None, "x.copy_(y)", returns_none=False),
 )
+
+NODES = frozenset({routing.ConstantPad._backward_cls})
+"""Autograd nodes of the families' own functions (beside those of lrp_tutor.fast.functions)."""
 
 _NAMESPACES = (torch, torch.Tensor, F, torch.special, torch._C._nn)
 _AUGMENTED = {"__iadd__": "add", "__isub__": "sub", "__imul__": "mul", "__itruediv__": "div"}

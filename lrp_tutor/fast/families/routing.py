@@ -15,8 +15,11 @@ tensor([[0., 3., 0.]])
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ..functions import PassThrough
@@ -25,14 +28,55 @@ from ..functions import PassThrough
 def route(call) -> Any:
     """Run the operation under autograd: its gradient is the exact routing. A leaf module's
     own operation (nn.MaxPool2d, nn.Flatten, nn.Dropout) gets its line in the ledger, with
-    the relevance at its input."""
+    the relevance at its input. A gate stays a gate when it is reshaped or expanded."""
+    gate = _gate_among(call)
     if call.own:
         k = next((i for i, a in enumerate(call.args) if call.carries(a)), None)
         if k is not None and call.args[k].is_floating_point():
             x = call.args[k]
             booked = PassThrough.apply(x, x.detach(), call.booking(call.label))
             call.args = (*call.args[:k], booked, *call.args[k + 1 :])
-    return call.traced()
+    result = call.traced()
+    if gate and isinstance(result, Tensor):
+        call.session.gates[id(result)] = weakref.ref(result)
+    return result
+
+
+def _gate_among(call) -> bool:
+    """Whether the tensor routed (the first argument: ``y.view(…)``, ``y.expand_as(x)``) is
+    a gate's output."""
+    source = call.args[0] if call.args else None
+    if not call.carries(source):
+        return False
+    ref = call.session.gates.get(id(source))
+    return ref is not None and ref() is source
+
+
+def pad(call) -> Tensor:
+    """``F.pad``: reflect, replicate and circular padding copy inputs (exact routing); a
+    constant pad's entries are constants, and the relevance a layer sends them (the flat
+    rule does) is absorbed there and booked like a bias's."""
+    mode = call.arg(2, "mode", "constant")
+    if mode != "constant":
+        return route(call)
+    x, pads = call.args[0], call.arg(1, "pad")
+    return ConstantPad.apply(x, call.plain(), tuple(pads), call.booking("pad"))
+
+
+class ConstantPad(torch.autograd.Function):
+    """Relevance at the real entries goes back to them; at the padded ones, it is absorbed."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, value: Tensor, pads: tuple, booking):
+        ctx.booking, ctx.pads = booking, pads
+        return value
+
+    @staticmethod
+    def backward(ctx, r: Tensor):
+        r_in = F.pad(r, [-p for p in ctx.pads])  # the padding's own gradient: a crop
+        absorbed = r.reshape(r.shape[0], -1).sum(1) - r_in.reshape(r.shape[0], -1).sum(1)
+        ctx.booking.book(r, r_in, absorbed)
+        return r_in, None, None, None
 
 
 def interpolate(call) -> Any:
@@ -67,7 +111,7 @@ ROUTES = (
     "swapdims movedim moveaxis squeeze unsqueeze contiguous clone expand expand_as repeat "
     "tile cat concat concatenate stack hstack vstack dstack split split_with_sizes chunk "
     "unbind tensor_split narrow select index_select gather take_along_dim __getitem__ roll "
-    "flip fliplr flipud rot90 pad pixel_shuffle pixel_unshuffle channel_shuffle "
+    "flip fliplr flipud rot90 pixel_shuffle pixel_unshuffle channel_shuffle "
     "native_channel_shuffle to type float double half cpu cuda dropout dropout1d dropout2d "
     "dropout3d alpha_dropout feature_alpha_dropout masked_fill where diagonal tril triu "
     "max_pool1d max_pool2d max_pool3d max_pool1d_with_indices max_pool2d_with_indices "
