@@ -1020,6 +1020,80 @@ def test_explain_batchnorm_with_batch_statistics():
     )
 
 
+def test_explain_global_forward_hook():
+    """A global forward hook (register_module_forward_hook) that changes outputs: its
+    operations are explained like the model's own, never silently passed by a gradient."""
+    model, x = dense(), x_dense()
+    expected = lt.explain(model, x, rule=Epsilon())
+
+    def doubled(module, args, out):
+        return 2 * out if isinstance(module, nn.Linear) else None
+
+    handle = torch.nn.modules.module.register_module_forward_hook(doubled)
+    try:
+        with torch.no_grad():
+            hooked = model(x)
+        got = lt.explain(model, x, rule=Epsilon())
+    finally:
+        handle.remove()
+    assert_close(got.output, hooked, 1e-15)  # the hooked model is what is explained
+    labels = [entry.layer for entry in got.ledger]  # the hook runs in each Linear's call
+    assert sum(label.endswith("#2 (Linear)") for label in labels) == 3, labels
+    assert got.ledger.holds(1e-10)
+    # the same as the factors written into the model as modules
+    written = lt.explain(_doubled_linears(model), x, rule=Epsilon())
+    assert_close(got.relevance, written.relevance, 1e-13)
+    assert not torch.equal(got.relevance, expected.relevance)
+
+
+class _Twice(nn.Module):
+    def forward(self, x):
+        return 2 * x
+
+
+def _doubled_linears(model: nn.Sequential) -> nn.Sequential:
+    """``model`` with ``_Twice()`` after each Linear (what the global hook does)."""
+    layers = []
+    for layer in model:
+        layers.append(layer)
+        if isinstance(layer, nn.Linear):
+            layers.append(_Twice())
+    return nn.Sequential(*layers).eval()
+
+
+def test_explain_from_two_threads():
+    """Two threads explaining one model: both succeed, each with its own result, and the
+    model (in train mode here, which explain() switches) comes back as it was."""
+    import threading
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Dropout(0.5), nn.Linear(5, 3)).double()
+    x = x_dense()
+    with pytest.warns(UserWarning, match="train mode"):
+        expected = lt.explain(model, x, rule=AlphaBeta()).relevance
+    results, errors = [], []
+
+    def work() -> None:
+        try:
+            for _ in range(10):
+                results.append(lt.explain(model, x, rule=AlphaBeta()).relevance)
+        except Exception as error:  # pragma: no cover - what the test looks for
+            errors.append(error)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        threads = [threading.Thread(target=work) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert len(results) == 20
+    for r in results:
+        assert_close(r, expected, 1e-14)
+    assert all(m.training for m in model.modules())
+
+
 # ============================================================================ command line
 
 
