@@ -6,14 +6,19 @@
     lrp-tutor notebooks DEST          copy the course notebooks into DEST
     lrp-tutor exercises DEST          copy the student copies of the exercises into DEST
     lrp-tutor exercises build [--check]   regenerate the student copies from the sources
+    lrp-tutor explain-dataset --model MOD:NAME --data MOD:NAME --store PATH [options]
+                                      explain a data set into a Zarr store (torchrun-aware)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from .errors import LRPError
 
 __all__ = ["main"]
 
@@ -50,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     exercises.add_argument("--source", type=Path, default=Path("exercises/source"))
     exercises.add_argument("--student", type=Path, default=Path("exercises/student"))
+
+    from .dataset.command import add_parser
+
+    add_parser(commands)
     return parser
 
 
@@ -61,6 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .demo import run_demo
 
             run_demo(out=args.out, rules=args.rules, device=args.device)
+        elif args.command == "explain-dataset":
+            from .dataset.command import run
+
+            summary = run(args)
+            if os.environ.get("RANK", "0") == "0":  # one line, also under torchrun
+                print(summary)
         elif args.command == "notebooks":
             from .course import copy_course
 
@@ -85,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             written = copy_course("exercises", args.dest)
             print(f"Copied {len(written)} exercises to {args.dest}.")
-    except (FileExistsError, FileNotFoundError) as error:
+    except (FileExistsError, FileNotFoundError, LRPError) as error:
         print(f"lrp-tutor: {error}", file=sys.stderr)
         return 1
     return 0
