@@ -11,7 +11,19 @@ Two paths read one rule book (:mod:`lrp_tutor.rules`): the didactic float64 step
 torch.Size([1, 3])
 """
 
-from . import composites, dataset, errors, evaluate, ledger, rules, stepper, viz, widgets, zoo
+from . import (
+    analysis,
+    composites,
+    dataset,
+    errors,
+    evaluate,
+    ledger,
+    rules,
+    stepper,
+    viz,
+    widgets,
+    zoo,
+)
 from .dataset import RelevanceStore, explain_dataset, open_store
 from .errors import (
     CompositeError,
@@ -47,6 +59,7 @@ __all__ = [
     "widgets",
     "zoo",
     "dataset",
+    "analysis",
     "errors",
     "LRPError",
     "RuleError",

@@ -25,6 +25,7 @@ ipywidgets only, no custom JavaScript), has ``.widget`` (the ipywidgets box), ``
 'VBox'
 """
 
+from .clusters import ClusterBrowser
 from .comparison import RuleComparison, compare_rules
 from .explorer import RuleExplorer, rule_explorer
 from .inspector import NeuronInspector, neuron_inspector
@@ -39,4 +40,5 @@ __all__ = [
     "neuron_inspector",
     "RuleComparison",
     "compare_rules",
+    "ClusterBrowser",
 ]
