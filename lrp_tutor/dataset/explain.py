@@ -11,6 +11,7 @@ an uninterrupted run leaves it. Under ``torchrun`` each process takes every WORL
 from __future__ import annotations
 
 import copy
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -258,13 +259,44 @@ def explain_dataset(
             enabled=progress and shard.rank == 0,
         )
         try:
-            for k, batch in zip(pending, loader, strict=True):
-                relevance_store.write_chunk(k, _explain_chunk(work, batch, spec, where, how))
-                bar.update(len(range(*relevance_store.chunk_range(k))))
+            with ChunkWriter(relevance_store) as writer:
+                for k, batch in zip(pending, loader, strict=True):
+                    writer.submit(k, _explain_chunk(work, batch, spec, where, how))
+                    bar.update(len(range(*relevance_store.chunk_range(k))))
         finally:
             bar.close()
         shard.barrier()
     return RelevanceStore.open(path, mode="r")
+
+
+class ChunkWriter:
+    """Writes chunks in a background thread while the next batch is explained.
+
+    At most ``depth`` chunks wait to be written. Leaving the ``with`` block (normally or by
+    an exception, Ctrl-C included) waits until every submitted chunk is on disk, so that what
+    was explained is kept; an error while writing is raised in the caller's thread.
+    """
+
+    def __init__(self, store: RelevanceStore, depth: int = 2) -> None:
+        self.store, self.depth = store, depth
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrp-store")
+        self._pending: list[Future] = []
+
+    def submit(self, k: int, values: dict[str, np.ndarray]) -> None:
+        """Queue chunk ``k``; wait for the oldest write while ``depth`` are queued."""
+        while len(self._pending) >= self.depth:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(self.store.write_chunk, k, values))
+
+    def __enter__(self) -> ChunkWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            for future in self._pending:
+                future.result()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def _progress_bar(total: int, initial: int, enabled: bool) -> Any:

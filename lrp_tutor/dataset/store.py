@@ -129,7 +129,9 @@ class RelevanceStore:
             "done": ((-(-n // size),), (1,), np.bool_, False),
         }
         for name, (full, chunks, kind, fill) in arrays.items():
-            group.create_array(name, shape=full, chunks=chunks, dtype=kind, fill_value=fill)
+            group.create_array(
+                name, shape=full, chunks=chunks, dtype=kind, fill_value=fill, compressors=None
+            )
         group.attrs.update({"format": FORMAT, **meta, "input_shape": list(shape)})
         return cls(group, path)
 
