@@ -172,7 +172,8 @@ def test_a_killed_process_is_resumed(tmp_path):
     )
     run = subprocess.run([sys.executable, str(script), str(tmp_path / "s")], timeout=120)
     assert run.returncode == 3
-    assert lt.open_store(tmp_path / "s").done.tolist()[:3] == [True, True, False]
+    done = lt.open_store(tmp_path / "s").done
+    assert not done[2:].any()  # chunk 2 holds item 9; chunks 0, 1 were written or queued
     resumed = lt.explain_dataset(
         small_cnn(), data(), store=tmp_path / "s", batch_size=4, progress=False
     )
