@@ -105,6 +105,13 @@ class RelevanceStore:
     def __init__(self, group: Any, path: str | Path) -> None:
         self._group = group
         self.path = Path(path)
+        self._arrays: dict[str, Any] = {}
+
+    def _array(self, name: str) -> Any:
+        """The zarr array ``name``, opened once (opening reads its metadata from disk)."""
+        if name not in self._arrays:
+            self._arrays[name] = self._group[name]
+        return self._arrays[name]
 
     # -- creating and opening --------------------------------------------------------------
     @classmethod
@@ -178,32 +185,32 @@ class RelevanceStore:
     @property
     def relevance(self) -> Any:
         """R_i of every input, (N, *input_shape), lazy."""
-        return self._group["relevance"]
+        return self._array("relevance")
 
     @property
     def target(self) -> Any:
         """The explained class of each sample, (N,)."""
-        return self._group["target"]
+        return self._array("target")
 
     @property
     def output(self) -> Any:
         """The logits, (N, classes)."""
-        return self._group["output"]
+        return self._array("output")
 
     @property
     def label(self) -> Any:
         """The data set's label of each sample, -1 where it has none, (N,)."""
-        return self._group["label"]
+        return self._array("label")
 
     @property
     def total(self) -> Any:
         """Σ_i R_i per sample, (N,) float64."""
-        return self._group["total"]
+        return self._array("total")
 
     @property
     def absorbed(self) -> Any:
         """The relevance the bias terms and ε absorbed, per sample, (N,) float64."""
-        return self._group["absorbed"]
+        return self._array("absorbed")
 
     def __len__(self) -> int:
         return int(self.attrs["n"])
@@ -226,7 +233,7 @@ class RelevanceStore:
     @property
     def done(self) -> np.ndarray:
         """Which chunks are finished (bool, one per chunk)."""
-        return np.asarray(self._group["done"][:], dtype=bool)
+        return np.asarray(self._array("done")[:], dtype=bool)
 
     @property
     def complete(self) -> bool:
@@ -235,7 +242,7 @@ class RelevanceStore:
 
     def iter_chunks(self, name: str = "relevance") -> Iterator[tuple[int, int, np.ndarray]]:
         """Yield ``(start, stop, block)`` of array ``name``, one chunk at a time."""
-        array = self._group[name]
+        array = self._array(name)
         for k in range(self.n_chunks):
             start, stop = self.chunk_range(k)
             yield start, stop, array[start:stop]
@@ -251,8 +258,8 @@ class RelevanceStore:
                 raise StoreError(
                     f"chunk {k} of '{name}' has {value.shape[0]} rows, not {stop - start}."
                 )
-            self._group[name][start:stop] = value
-        self._group["done"][k] = True
+            self._array(name)[start:stop] = value
+        self._array("done")[k] = True
 
     def __repr__(self) -> str:
         attrs = self.attrs
