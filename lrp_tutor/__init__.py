@@ -11,12 +11,26 @@ Two paths read one rule book (:mod:`lrp_tutor.rules`): the didactic float64 step
 torch.Size([1, 3])
 """
 
-from . import composites, errors, evaluate, ledger, rules, stepper, viz, widgets, zoo
+from . import (
+    analysis,
+    composites,
+    dataset,
+    errors,
+    evaluate,
+    ledger,
+    rules,
+    stepper,
+    viz,
+    widgets,
+    zoo,
+)
+from .dataset import RelevanceStore, explain_dataset, open_store
 from .errors import (
     CompositeError,
     InputError,
     LRPError,
     RuleError,
+    StoreError,
     UnsupportedLayerError,
     WeightsError,
 )
@@ -28,6 +42,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "explain",
+    "explain_dataset",
+    "open_store",
+    "RelevanceStore",
     "Explanation",
     "Walkthrough",
     "Sum",
@@ -41,6 +58,8 @@ __all__ = [
     "viz",
     "widgets",
     "zoo",
+    "dataset",
+    "analysis",
     "errors",
     "LRPError",
     "RuleError",
@@ -48,4 +67,5 @@ __all__ = [
     "InputError",
     "CompositeError",
     "WeightsError",
+    "StoreError",
 ]

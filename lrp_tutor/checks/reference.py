@@ -34,6 +34,8 @@ __all__ = [
     "flip_order",
     "pixel_flipping_curve",
     "aopc",
+    "normalized_heatmaps",
+    "eigengap",
 ]
 
 
@@ -223,3 +225,35 @@ def aopc(scores: Any) -> np.ndarray:
     """
     s = _f64(scores)
     return np.asarray((s[..., :1] - s).mean(axis=-1))
+
+
+def normalized_heatmaps(relevance: Any) -> np.ndarray:
+    r"""Each heatmap divided by its largest absolute value, :math:`h_n = R_n / \max_d |R_{n,d}|`
+    (an all-zero heatmap stays zero), one heatmap at a time.
+
+    >>> normalized_heatmaps(np.array([[[2.0, -4.0]], [[0.0, 0.0]]])).tolist()
+    [[[0.5, -1.0]], [[0.0, 0.0]]]
+    """
+    R = _f64(relevance)
+    out = np.zeros_like(R)
+    for n in range(len(R)):
+        largest = max(abs(float(v)) for v in R[n].ravel())
+        if largest > 0:
+            out[n] = R[n] / largest
+    return out
+
+
+def eigengap(eigenvalues: Any) -> int:
+    r"""The suggested number of clusters: the k ≥ 2 with the largest gap
+    :math:`\lambda_{k+1} - \lambda_k` (eigenvalues ascending, counted from k = 1).
+
+    >>> eigengap([0.0, 0.01, 0.02, 0.6, 0.65])
+    3
+    """
+    values = [float(v) for v in np.asarray(eigenvalues).ravel()]
+    best, best_gap = 2, -np.inf
+    for k in range(2, len(values)):  # λ_k is values[k - 1]
+        gap = values[k] - values[k - 1]
+        if gap > best_gap:
+            best, best_gap = k, gap
+    return best

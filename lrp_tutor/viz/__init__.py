@@ -24,6 +24,7 @@ from .files import save
 from .flow import relevance_flow
 from .heatmaps import compare, heatmap
 from .matrices import messages
+from .spray import spray_figure
 from .style import lecture_mode
 from .waterfall import ledger_waterfall
 
@@ -32,6 +33,7 @@ __all__ = [
     "flipping_curves",
     "randomization_curves",
     "heatmap",
+    "spray_figure",
     "compare",
     "messages",
     "bars",

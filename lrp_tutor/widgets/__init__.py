@@ -28,6 +28,7 @@ ipywidgets only, no custom JavaScript), has ``.widget`` (the ipywidgets box), ``
 import warnings as _warnings
 from typing import Any as _Any
 
+from .clusters import ClusterBrowser
 from .comparison import RuleComparison, rule_comparison
 from .explorer import RuleExplorer, rule_explorer
 from .inspecting import NeuronInspector, neuron_inspector
@@ -42,6 +43,7 @@ __all__ = [
     "neuron_inspector",
     "RuleComparison",
     "rule_comparison",
+    "ClusterBrowser",
 ]
 
 

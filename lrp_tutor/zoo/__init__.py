@@ -10,6 +10,8 @@ Small models with shipped, checksummed weights (``nn.Sequential``, eval mode, fl
   :func:`mnist_samples`
 * :func:`textures_cnn` — brick / grass / gravel; :func:`texture_samples`,
   :func:`texture_mosaic`, :data:`TEXTURE_CLASSES`
+* :func:`clever_hans` — an MNIST CNN that learned a watermark (``.model``, ``.data``,
+  ``.marked``, ``.shortcut_class``): the data-set-level analysis has something to unmask
 
 Real architectures with torchvision's parameter names: :func:`vgg16`, :func:`resnet18`,
 :func:`resnet50`; their inputs: :func:`sample_images`, :data:`IMAGENET_MEAN`,
@@ -41,8 +43,9 @@ from .splits import TEXTURE_CLASSES
 from .store import read_manifest
 from .textures import textures_cnn
 from .vgg import VGG, vgg16
+from .watermark import CleverHans, clever_hans, clever_hans_cnn
 
-MODELS = ("digits_mlp", "digits_cnn", "mnist_mlp", "mnist_cnn", "textures_cnn")
+MODELS = ("digits_mlp", "digits_cnn", "mnist_mlp", "mnist_cnn", "textures_cnn", "clever_hans_cnn")
 """The names of the models with shipped weights."""
 
 
@@ -63,6 +66,9 @@ __all__ = [
     "mnist_mlp",
     "mnist_cnn",
     "textures_cnn",
+    "clever_hans_cnn",
+    "clever_hans",
+    "CleverHans",
     "TEXTURE_CLASSES",
     "digits_samples",
     "mnist_samples",

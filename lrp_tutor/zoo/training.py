@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from . import digits, splits, textures
+from . import digits, splits, textures, watermark
 from .splits import Split
 
 STORAGE_DTYPE = torch.float16
@@ -47,6 +47,14 @@ RECIPES: dict[str, Recipe] = {
         Recipe("digits_cnn", digits.digits_cnn_architecture, splits.digits_split, 40, 32, 1e-3),
         Recipe("mnist_mlp", digits.mnist_mlp_architecture, splits.mnist_split, 15, 64, 1e-3),
         Recipe("mnist_cnn", digits.mnist_cnn_architecture, splits.mnist_split, 15, 64, 1e-3),
+        Recipe(
+            "clever_hans_cnn",
+            digits.mnist_cnn_architecture,
+            watermark.clever_hans_split,
+            10,
+            64,
+            1e-3,
+        ),
         Recipe(
             "textures_cnn",
             textures.textures_cnn_architecture,

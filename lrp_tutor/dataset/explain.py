@@ -1,0 +1,307 @@
+"""explain_dataset: a whole data set through :func:`lrp_tutor.explain`, into a Zarr store.
+
+The data set is cut into chunks of ``batch_size`` consecutive samples; chunk k holds samples
+``[kB, min((k+1)B, N))`` and is one call of ``explain`` and one write per array. A chunk is
+marked finished only after all its arrays are written, so a run that stops (an exception,
+Ctrl-C, a killed process) is continued by calling again with the same store: finished chunks
+are skipped, and since every chunk is the same batch as before, the store ends up exactly as
+an uninterrupted run leaves it. Under ``torchrun`` each process takes every WORLD_SIZE-th chunk.
+"""
+
+from __future__ import annotations
+
+import copy
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, IterableDataset, SequentialSampler
+from torch.utils.data.dataloader import default_collate
+
+from ..errors import InputError, StoreError
+from ..fast import explain
+from .sharding import Shard, local_device, process_group, shard_of
+from .store import RelevanceStore, model_checksum, model_class
+
+
+def _package_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``x`` or ``(x, y, …)`` → ``(x, y or None)``."""
+    if isinstance(batch, (list, tuple)):
+        if not batch:
+            raise InputError("The data set returned an empty item; items must be x or (x, y).")
+        return batch[0], (batch[1] if len(batch) > 1 else None)
+    return batch, None
+
+
+def _as_dataset(data: Any, batch_size: int, num_workers: int) -> tuple[Dataset, dict[str, Any]]:
+    """The map-style data set behind ``data`` and how to load it (a DataLoader's own batch
+    size, workers and collate function win over the arguments)."""
+    if isinstance(data, DataLoader):
+        if not isinstance(data.sampler, SequentialSampler):
+            raise InputError(
+                "explain_dataset stores sample i of the data set in row i, so it needs the data "
+                f"in order; this DataLoader uses {type(data.sampler).__name__} (shuffle=True?). "
+                "Pass a DataLoader with shuffle=False, or the Dataset itself."
+            )
+        loading = {
+            "batch_size": data.batch_size or batch_size,
+            "num_workers": data.num_workers,
+            "collate_fn": data.collate_fn,
+            "pin_memory": data.pin_memory,
+        }
+        data = data.dataset
+    else:
+        loading = {"batch_size": batch_size, "num_workers": num_workers}
+        loading["collate_fn"] = default_collate
+        loading["pin_memory"] = False
+    if isinstance(data, IterableDataset) or not hasattr(data, "__len__"):
+        raise InputError(
+            "explain_dataset needs a map-style Dataset (with __len__ and __getitem__), so that "
+            "chunks can be skipped and shared between processes; got "
+            f"{type(data).__name__}."
+        )
+    if int(loading["batch_size"]) < 1:
+        raise InputError(f"batch_size must be at least 1, got {loading['batch_size']}.")
+    return data, loading
+
+
+def _target_spec(target: Any) -> Any:
+    if target is None:
+        return "predicted"
+    if isinstance(target, str):
+        if target != "label":
+            raise InputError(f"target must be None, an int or 'label', got {target!r}.")
+        return "label"
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        return int(target)
+    raise InputError(f"target must be None, an int or 'label', got {target!r}.")
+
+
+def _batch_target(spec: Any, y: torch.Tensor | None) -> Any:
+    if spec == "predicted":
+        return None
+    if spec == "label":
+        if y is None:
+            raise InputError("target='label' needs a data set of (x, y) items; it has only x.")
+        return torch.as_tensor(y).reshape(-1).long()
+    return spec
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for tensor in [*model.parameters(), *model.buffers()]:
+        return tensor.device
+    return torch.device("cpu")
+
+
+def _explain_chunk(
+    model: nn.Module, batch: Any, spec: Any, device: torch.device, how: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """Explain one loaded batch; the arrays of its chunk in the store, as numpy."""
+    x, y = _unpack(batch)
+    x = torch.as_tensor(x).to(device, non_blocking=True)
+    e = explain(model, x, target=_batch_target(spec, y), **how)
+    label = np.full(x.shape[0], -1, dtype=np.int64)
+    if y is not None:
+        label = torch.as_tensor(y).reshape(-1).long().cpu().numpy()
+    return {
+        "relevance": e.relevance.detach().cpu().numpy(),
+        "target": e.target.cpu().numpy().astype(np.int64),
+        "output": e.output.detach().cpu().numpy(),
+        "label": label,
+        "total": e.total.detach().double().cpu().numpy(),
+        "absorbed": np.asarray(e.ledger.absorbed, dtype=np.float64),
+    }
+
+
+def _describe(
+    model: nn.Module,
+    dataset: Dataset,
+    loading: dict[str, Any],
+    spec: Any,
+    how: dict[str, Any],
+    device: torch.device,
+) -> dict[str, Any]:
+    """The identity of this run (what the store's attributes must match): one sample is
+    explained to learn the input shape, the number of classes and the dtype."""
+    first = _unpack(loading["collate_fn"]([dataset[0]]))
+    x = torch.as_tensor(first[0]).to(device)
+    probe = explain(model, x, target=_batch_target(spec, first[1]), **how)
+    return {
+        "model_class": model_class(model),
+        "model_checksum": model_checksum(model),
+        "rule": repr(how["rule"]) if how["rule"] is not None else None,
+        "composite": repr(how["composite"]) if how["composite"] is not None else None,
+        "init": how["init"],
+        "target": spec,
+        "n": len(dataset),
+        "batch_size": int(loading["batch_size"]),
+        "input_shape": list(probe.relevance.shape[1:]),
+        "classes": int(probe.output.shape[1]),
+        "dtype": str(probe.relevance.detach().cpu().numpy().dtype),
+        "lrp_tutor_version": _package_version(),
+        "torch_version": torch.__version__,
+    }
+
+
+def _open_or_create(path: Path, meta: dict[str, Any], shard: Shard) -> RelevanceStore:
+    """Rank 0 creates the store or checks the existing one; then every process opens it.
+    A refusal on rank 0 is raised in every process (no process is left waiting)."""
+    problem = None
+    if shard.rank == 0:
+        try:
+            if path.exists() and any(path.iterdir()):
+                RelevanceStore.open(path, mode="r+").check_same(meta)
+            else:
+                RelevanceStore.create(path, meta)
+        except StoreError as error:
+            problem = str(error)
+    problem = shard.broadcast(problem)
+    if problem is not None:
+        raise StoreError(problem)
+    return RelevanceStore.open(path, mode="r+")
+
+
+def explain_dataset(
+    model: nn.Module,
+    data: Dataset | DataLoader,
+    *,
+    rule: Any = None,
+    composite: Any = None,
+    target: int | str | None = None,
+    store: str | Path,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+    init: str = "logit",
+) -> RelevanceStore:
+    r"""Explain every sample of ``data`` and write the result into a Zarr store.
+
+    For each chunk of B consecutive samples: ``e = explain(model, x, target, rule,
+    composite)``; row i of the store holds :math:`R(x_i)`, :math:`c_i`, :math:`f(x_i)`,
+    :math:`\sum_d R_d(x_i)` and what was absorbed on the way.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A classifier returning logits; it comes back exactly as it was.
+    data : Dataset or DataLoader
+        Map-style; items ``x`` or ``(x, y)``. A DataLoader must not shuffle; its batch size,
+        workers and collate function are used.
+    rule, composite : optional
+        As in :func:`lrp_tutor.explain`.
+    target : None, int or "label"
+        The predicted class (None), one class for all, or the data set's ``y``.
+    store : path
+        A directory. If it holds a store of the same explanation, unfinished chunks are
+        added (resume); a store of another model, rule, target or data length is refused.
+    batch_size : int
+        Samples per chunk and per call of ``explain``.
+    device : optional
+        Where to explain (default: the model's; under torchrun with CUDA, ``cuda:LOCAL_RANK``).
+        A model elsewhere is copied there, never moved.
+    num_workers : int
+        DataLoader workers.
+    progress : bool
+        A tqdm progress bar (in notebooks the widget); only rank 0 shows one.
+    init : {"logit", "one"}
+        The seed, as in :func:`lrp_tutor.explain`.
+
+    Returns
+    -------
+    RelevanceStore
+
+    Examples
+    --------
+    >>> import tempfile, torch
+    >>> from torch.utils.data import TensorDataset
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 2)).eval()
+    >>> data = TensorDataset(torch.randn(10, 3), torch.randint(0, 2, (10,)))
+    >>> path = tempfile.mkdtemp() + "/r.zarr"
+    >>> s = explain_dataset(net, data, store=path, batch_size=4, progress=False)
+    >>> s.relevance.shape, s.complete
+    ((10, 3), True)
+    """
+    spec = _target_spec(target)
+    dataset, loading = _as_dataset(data, batch_size, num_workers)
+    if len(dataset) == 0:
+        raise InputError("The data set is empty.")
+    how = {"rule": rule, "composite": composite, "init": init}
+    path = Path(store)
+    with process_group() as shard:
+        where = local_device(shard, device, _model_device(model))
+        work = model if where == _model_device(model) else copy.deepcopy(model).to(where)
+        meta = _describe(work, dataset, loading, spec, how, where)
+        relevance_store = _open_or_create(path, meta, shard)
+        done = relevance_store.done
+        mine = shard_of(range(relevance_store.n_chunks), shard.rank, shard.world)
+        pending = [k for k in mine if not done[k]]
+        batches = [list(range(*relevance_store.chunk_range(k))) for k in pending]
+        loader = DataLoader(
+            dataset,
+            batch_sampler=batches,
+            num_workers=loading["num_workers"],
+            collate_fn=loading["collate_fn"],
+            pin_memory=loading["pin_memory"] and where.type == "cuda",
+        )
+        bar = _progress_bar(
+            total=sum(len(range(*relevance_store.chunk_range(k))) for k in mine),
+            initial=sum(len(range(*relevance_store.chunk_range(k))) for k in mine if done[k]),
+            enabled=progress and shard.rank == 0,
+        )
+        try:
+            with ChunkWriter(relevance_store) as writer:
+                for k, batch in zip(pending, loader, strict=True):
+                    writer.submit(k, _explain_chunk(work, batch, spec, where, how))
+                    bar.update(len(range(*relevance_store.chunk_range(k))))
+        finally:
+            bar.close()
+        shard.barrier()
+    return RelevanceStore.open(path, mode="r")
+
+
+class ChunkWriter:
+    """Writes chunks in a background thread while the next batch is explained.
+
+    At most ``depth`` chunks wait to be written. Leaving the ``with`` block (normally or by
+    an exception, Ctrl-C included) waits until every submitted chunk is on disk, so that what
+    was explained is kept; an error while writing is raised in the caller's thread.
+    """
+
+    def __init__(self, store: RelevanceStore, depth: int = 2) -> None:
+        self.store, self.depth = store, depth
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrp-store")
+        self._pending: list[Future] = []
+
+    def submit(self, k: int, values: dict[str, np.ndarray]) -> None:
+        """Queue chunk ``k``; wait for the oldest write while ``depth`` are queued."""
+        while len(self._pending) >= self.depth:
+            self._pending.pop(0).result()
+        self._pending.append(self._pool.submit(self.store.write_chunk, k, values))
+
+    def __enter__(self) -> ChunkWriter:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            for future in self._pending:
+                future.result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=total, initial=initial, disable=not enabled, unit="img", desc="explain_dataset"
+    )
