@@ -36,12 +36,22 @@ def ex07_normalize(normalize_heatmaps: Callable) -> str:
     negative[0, 1, 1] = -5.0  # the largest |R| is negative
     with_zero = rng.normal(size=(3, 2, 4))
     with_zero[1] = 0.0
+    held = np.zeros((2, 2, 5))
+    held[0] = -np.abs(np.random.default_rng(171).normal(size=(2, 5)))  # only negative values
+    held[1, 1, 3] = 0.3  # a single relevant pixel
     cases = numbered(
         [
             Case("three random 4×4 heatmaps", (rng.normal(size=(3, 4, 4)),), ("relevance",)),
             Case("the largest |R| is a negative value", (negative,), ("relevance",)),
             Case("heatmap n=1 is all zero", (with_zero,), ("relevance",)),
-        ]
+        ],
+        held_out=[
+            Case(
+                "two 2×5 heatmaps: n=0 only negative, n=1 a single relevant pixel",
+                (held,),
+                ("relevance",),
+            )
+        ],
     )
     for case in cases:
         (R,) = case.args
@@ -104,7 +114,14 @@ def ex07_eigengap(eigengap: Callable) -> str:
                 (np.array([0.0, 0.45, 0.5, 0.52, 0.53, 0.8]),),
                 ("eigenvalues",),
             ),
-        ]
+        ],
+        held_out=[
+            Case(
+                "four groups in eight eigenvalues",
+                (np.array([0.0, 0.02, 0.03, 0.05, 0.7, 0.72, 0.75, 0.9]),),
+                ("eigenvalues",),
+            )
+        ],
     )
     for case in cases:
         (lam,) = case.args
