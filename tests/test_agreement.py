@@ -38,6 +38,9 @@ from lrp_tutor.rules import (
 )
 from lrp_tutor.stepper import Walkthrough
 
+# one composite is reused on every model here: entries for layers a model lacks are meant
+pytestmark = pytest.mark.filterwarnings("ignore:The composite maps:UserWarning")
+
 f64 = torch.float64
 TOL = 1e-10
 

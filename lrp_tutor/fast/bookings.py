@@ -148,7 +148,7 @@ class Recorder:
         values = torch.stack(columns).to(torch.float64).cpu().numpy()
         values = values.reshape(len(booked), 4, -1)  # one transfer, then views
         entries = [LedgerEntry(b.label, *row) for b, row in zip(booked, values, strict=True)]
-        return Ledger(entries)
+        return Ledger(entries, dtype=zero.dtype)
 
     def layers(self) -> dict[str, Tensor | tuple[Tensor, ...]]:
         """The relevance at each layer's input, keyed by module name (forward order)."""
