@@ -195,13 +195,7 @@ def _takes_rule(module: nn.Module) -> bool:
 RULE_TAKERS: tuple[type[nn.Module], ...] = tuple(
     t
     for t in (
-        nn.Linear,
-        nn.Conv1d,
-        nn.Conv2d,
-        nn.Conv3d,
-        nn.ConvTranspose1d,
-        nn.ConvTranspose2d,
-        nn.ConvTranspose3d,
+        *WEIGHTED,
         nn.AvgPool1d,
         nn.AvgPool2d,
         nn.AvgPool3d,

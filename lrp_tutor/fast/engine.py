@@ -114,8 +114,9 @@ class Call:
         """The ledger's word for this call: the leaf module's type, else the operation."""
         return type(self.module).__name__ if self.own else op
 
-    def booking(self, op: str, name: str | None = None, kind: str | None = None) -> Booking:
-        return self.session.recorder.new(self.name if name is None else name, kind or self.kind(op))
+    def booking(self, op: str) -> Booking:
+        """A new line in the ledger for this call (see :meth:`kind`)."""
+        return self.session.recorder.new(self.name, self.kind(op))
 
     def where(self) -> str:
         if self.name == "":
@@ -294,9 +295,9 @@ class Session(TorchFunctionMode):
         if not any(self.carries(t) for t in tree_flatten((args, kwargs))[0]):
             with torch.no_grad():
                 result = func(*args, **kwargs)
-            if target is not None and isinstance(target, Tensor) and target is not result:
-                self.replaced[id(target)] = (weakref.ref(target), result)
-            return result
+            if isinstance(target, Tensor) and isinstance(result, Tensor) and target is not result:
+                self.replaced[id(target)] = (weakref.ref(target), result)  # in place on a
+            return result  # constant, computed out of place: the model's buffers stay as they are
         module = self.stack[-1] if self.stack else self.model
         call = Call(self, func, args, kwargs, self.names.get(module, ""), module)
         if family is None:

@@ -57,16 +57,26 @@ def linear(call) -> Tensor:
         from .products import matmul_of_activations
 
         return matmul_of_activations(call)
+    scratch = call.session.scratch
+
+    def make(w, b, scale):
+        return DenseMap(w, b, scale, x.numel(), scratch)
+
+    return _defer(call, x, weight, bias, make, lambda value: value.ndim == 2)
+
+
+def _defer(call, x: Tensor, weight: Tensor, bias: Tensor | None, make, mergeable) -> Tensor:
+    """The layer's value, pending: ``make(W, b, scale)`` builds its map when it is used, with
+    a BatchNorm's scale λ and shift merged in (``mergeable(value)``: whether one can be, on
+    the output channels along dim 1)."""
     w = weight.detach()
     b = None if bias is None else bias.detach()
     value = call.plain()
-    scratch = call.session.scratch
 
     def build(scale, shift):
-        merged = b if scale is None else _merged_bias(b, scale, shift)
-        return DenseMap(w, merged, scale, x.numel(), scratch)
+        return make(w, b if scale is None else _merged_bias(b, scale, shift), scale)
 
-    channels = w.shape[0] if value.ndim == 2 else None
+    channels = w.shape[0] if mergeable(value) else None
     return call.session.defer(call, x, value, build, channels)
 
 
@@ -104,17 +114,12 @@ def convolution(call) -> Tensor:
         transposed=transposed,
         output_padding=_tuple(a.get("output_padding") or 0, dims),
     )
-    w = weight.detach()
-    b = None if bias is None else bias.detach()
-    value = call.plain()
     scratch = call.session.scratch
 
-    def build(scale, shift):
-        merged = b if scale is None else _merged_bias(b, scale, shift)
-        return ConvMap(w, merged, scale=scale, activations=x.numel(), scratch=scratch, **options)
+    def make(w, b, scale):
+        return ConvMap(w, b, scale=scale, activations=x.numel(), scratch=scratch, **options)
 
-    channels = None if transposed else w.shape[0]
-    return call.session.defer(call, x, value, build, channels)
+    return _defer(call, x, weight, bias, make, lambda value: not transposed)
 
 
 # ------------------------------------------------------------------ BatchNorm
