@@ -246,3 +246,23 @@ def test_product_of_two_activations_splits_uniformly():
     torch.testing.assert_close(e.layers["0.a"].sum(1), r_out / 2, rtol=1e-12, atol=0)
     torch.testing.assert_close(e.layers["0.b"].sum(1), r_out / 2, rtol=1e-12, atol=0)
     torch.testing.assert_close(e.total, e.seed, rtol=1e-12, atol=0)
+
+
+def test_the_registry_names_real_functions_and_stepper_layers():
+    """Every family finds torch functions for each name it lists (no typo hides one), and
+    names a stepper layer that exists, where it names one."""
+    from lrp_tutor.fast import registry
+    from lrp_tutor.stepper import _layers
+
+    found = {}
+    for key, family in registry._FAMILIES.items():
+        found.setdefault(family.name, set()).add(getattr(key, "__name__", str(key)))
+    for family in registry.FAMILIES:
+        assert found.get(family.name), family.name
+        for name in family.functions:
+            if name not in ("T", "mT", "H", "mH"):
+                assert any(
+                    getattr(space, name, None) is not None for space in registry._NAMESPACES
+                ), (family.name, name)
+        if family.stepper is not None:
+            assert isinstance(getattr(_layers, family.stepper), type), family.stepper

@@ -44,8 +44,9 @@ class Family:
     treat : callable
         ``treat(call) -> value``: the operation's value with LRP's backward attached.
     stepper : str or None
-        The stepper layer that computes the same rule in float64 (the oracle of the
-        agreement tests), or None where the tests use a dense float64 oracle instead.
+        The class in :mod:`lrp_tutor.stepper` that computes the same rule in float64, one
+        neuron at a time (tests/test_agreement.py compares the two to 1e-10), or None where
+        tests/test_families.py's dense float64 oracle checks the family instead.
     text : str
         Its line in the supported-operations list.
     takes_pending : bool
@@ -75,7 +76,7 @@ FAMILIES: tuple[Family, ...] = (
         "convolution",
         linear.CONVOLUTIONS,
         linear.convolution,
-        "Conv",
+        "Patch",
         "F.conv1d/2d/3d (grouped, depthwise, dilated), F.conv_transpose1d/2d/3d — the layer's "
         "rule (BatchNorm after it merged in)",
     ),
@@ -91,7 +92,7 @@ FAMILIES: tuple[Family, ...] = (
         "batch_norm",
         ("batch_norm",),
         linear.batch_norm,
-        "Dense",
+        None,
         "F.batch_norm (eval) — merged into the linear layer below it, else a per-channel "
         "affine map",
         takes_pending=True,
@@ -100,7 +101,7 @@ FAMILIES: tuple[Family, ...] = (
         "avg_pool",
         linear.AVG_POOLS,
         linear.avg_pool,
-        "Pool",
+        "AveragePool",
         "F.avg_pool1d/2d, F.adaptive_avg_pool1d/2d — exact pooling maps",
     ),
     Family(
@@ -136,14 +137,14 @@ FAMILIES: tuple[Family, ...] = (
         "sum",
         sums.SUMS,
         sums.add,
-        "Sum",
+        None,
         "a + b, a - b, +=, torch.add (a residual join); x + c (a constant, booked as a bias)",
     ),
     Family(
         "activation",
         tuple(elementwise.ACTIVATIONS),
         elementwise.pass_through,
-        "Activation",
+        "Elementwise",
         "element-wise activations (ReLU, ReLU6, LeakyReLU, SiLU, GELU, Hardswish, Sigmoid, "
         "Tanh, …) — relevance passes through",
     ),
@@ -165,7 +166,7 @@ FAMILIES: tuple[Family, ...] = (
         "routing",
         tuple(routing.ROUTES),
         routing.route,
-        None,
+        "Reshape",
         "reshape, view, flatten, permute, transpose, cat, stack, split, chunk, slicing, pad, "
         "channel shuffle, dropout (eval), max pooling (the winner takes all) — exact routing",
     ),
