@@ -70,7 +70,7 @@ class Pending:
     module: nn.Module | None
     kind: str
     channels: int | None  # output channels along dim 1 (None: no BatchNorm can merge)
-    explained: Tensor | None = None
+    explained: Any = None  # weakref to the explained output: held by its users, not here
 
 
 @dataclass
@@ -258,8 +258,8 @@ class Session(TorchFunctionMode):
     def explain_pending(self, p: Pending, merged: tuple | None = None) -> Tensor:
         """The pending layer explained as it is, or with a BatchNorm merged:
         ``merged = (scale λ, shift, value, BatchNorm kind)``."""
-        if merged is None and p.explained is not None:
-            return p.explained
+        if merged is None and p.explained is not None and p.explained() is not None:
+            return p.explained()
         call = Call(self, None, (), {}, p.name, p.module or self.model, label="layer")
         rule = call.rule("weighted")
         scale, shift, value, bn = merged if merged is not None else (None, None, p.ref(), "")
@@ -267,7 +267,7 @@ class Session(TorchFunctionMode):
         booking = self.recorder.new(p.name, kind)
         out = explain_linear(p.x, value, p.build(scale, shift), rule, booking, call.where())
         if merged is None:
-            p.explained = out
+            p.explained = weakref.ref(out)
         return out
 
     def learn(self, result: Any, *inputs: Any) -> None:

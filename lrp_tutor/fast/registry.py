@@ -163,6 +163,13 @@ FAMILIES: tuple[Family, ...] = (
         "F.interpolate — nearest: routing; (bi)linear: a fixed linear map",
     ),
     Family(
+        "max_pool",
+        tuple(routing.MAX_POOLS),
+        routing.max_pool,
+        "MaxPool",
+        "F.max_pool1d/2d/3d — the winner takes all (only its index is kept)",
+    ),
+    Family(
         "routing",
         tuple(routing.ROUTES),
         routing.route,
@@ -182,7 +189,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("copy", ("copy_",), routing.copy, None, "x.copy_(y)", returns_none=False),
 )
 
-NODES = frozenset({routing.ConstantPad._backward_cls})
+NODES = frozenset({routing.ConstantPad._backward_cls, routing.WinnerTakesAll._backward_cls})
 """Autograd nodes of the families' own functions (beside those of lrp_tutor.fast.functions)."""
 
 _NAMESPACES = (torch, torch.Tensor, F, torch.special, torch._C._nn)

@@ -79,6 +79,45 @@ class ConstantPad(torch.autograd.Function):
         return r_in, None, None, None
 
 
+def max_pool(call) -> Any:
+    """Max pooling: the winner takes all, :math:`R_i = \\sum_{j: i = \\arg\\max} R_j`.
+
+    The same routing as autograd's, but only the arg-max indices are kept for the backward
+    pass (autograd's max pooling keeps its whole input too)."""
+    x = call.args[0]
+    pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[x.ndim - 3]
+    names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+    options = {k: call.arg(i + 1, k) for i, k in enumerate(names)}
+    wanted = bool(options.pop("return_indices")) or "indices" in getattr(call.func, "__name__", "")
+    options = {k: v for k, v in options.items() if v is not None}
+    with torch.no_grad():
+        value, indices = pool(x, return_indices=True, **options)
+    booking = call.booking(call.label) if call.own else None
+    out = WinnerTakesAll.apply(x, value, indices, booking)
+    return (out, indices) if wanted else out
+
+
+class WinnerTakesAll(torch.autograd.Function):
+    """All relevance of an output goes to the input that won its max."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, value: Tensor, indices: Tensor, booking):
+        ctx.save_for_backward(indices)
+        ctx.shape, ctx.booking = x.shape, booking
+        return value
+
+    @staticmethod
+    def backward(ctx, r: Tensor):
+        (indices,) = ctx.saved_tensors
+        n, c = ctx.shape[:2]
+        r_in = r.new_zeros((n, c, ctx.shape[2:].numel()))
+        r_in.scatter_add_(2, indices.reshape(n, c, -1), r.reshape(n, c, -1))
+        r_in = r_in.view(ctx.shape)
+        if ctx.booking is not None:
+            ctx.booking.book(r, r_in)
+        return r_in, None, None, None
+
+
 def interpolate(call) -> Any:
     """``F.interpolate``: nearest neighbours route; (bi/tri)linear modes are fixed linear maps."""
     mode = call.arg(3, "mode", "nearest")
@@ -106,6 +145,11 @@ def copy(call) -> Tensor:
     return out
 
 
+MAX_POOLS = (
+    "max_pool1d max_pool2d max_pool3d max_pool1d_with_indices max_pool2d_with_indices "
+    "max_pool3d_with_indices"
+).split()
+
 ROUTES = (
     "view view_as reshape reshape_as flatten unflatten ravel permute transpose t swapaxes "
     "swapdims movedim moveaxis squeeze unsqueeze contiguous clone expand expand_as repeat "
@@ -114,7 +158,6 @@ ROUTES = (
     "flip fliplr flipud rot90 pixel_shuffle pixel_unshuffle channel_shuffle "
     "native_channel_shuffle to type float double half cpu cuda dropout dropout1d dropout2d "
     "dropout3d alpha_dropout feature_alpha_dropout masked_fill where diagonal tril triu "
-    "max_pool1d max_pool2d max_pool3d max_pool1d_with_indices max_pool2d_with_indices "
-    "max_pool3d_with_indices adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d "
+    "adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d "
     "amax amin max min maximum minimum max_unpool2d unfold T mT H mH"
 ).split()
