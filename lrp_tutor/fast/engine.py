@@ -244,6 +244,17 @@ class Session(TorchFunctionMode):
             return self.explain_pending(p)
         return t
 
+    def _stand_in(self, target: Tensor, result: Tensor) -> None:
+        """From now on ``result`` stands for ``target`` (an in-place operation, done out of
+        place), for as long as ``target`` lives: the entry goes with it, so that ``result``
+        is not kept alive by the engine (a ReLU's output that only a max pool reads)."""
+        key = id(target)
+
+        def forget(_ref: Any, key: int = key) -> None:
+            self.replaced.pop(key, None)
+
+        self.replaced[key] = (weakref.ref(target, forget), result)
+
     def defer(self, call: Call, x: Tensor, value: Tensor, build, channels: int | None) -> Tensor:
         """Keep a linear layer's output pending (see the module docstring)."""
         self.pending[id(value)] = Pending(
@@ -296,8 +307,8 @@ class Session(TorchFunctionMode):
             with torch.no_grad():
                 result = func(*args, **kwargs)
             if isinstance(target, Tensor) and isinstance(result, Tensor) and target is not result:
-                self.replaced[id(target)] = (weakref.ref(target), result)  # in place on a
-            return result  # constant, computed out of place: the model's buffers stay as they are
+                self._stand_in(target, result)  # in place on a constant, computed out of
+            return result  # place: the model's buffers stay as they are
         module = self.stack[-1] if self.stack else self.model
         call = Call(self, func, args, kwargs, self.names.get(module, ""), module)
         if family is None:
@@ -316,7 +327,7 @@ class Session(TorchFunctionMode):
         call.label = family.name
         result = family.treat(call)
         if target is not None:
-            self.replaced[id(target)] = (weakref.ref(target), result)
+            self._stand_in(target, result)
             return None if family.returns_none else result
         return result
 
