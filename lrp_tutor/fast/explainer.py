@@ -5,10 +5,11 @@ r"""``explain()``: LRP for a batch in one forward and one modified backward pass
     R^{(L)} = f_c(x)\cdot\mathrm{onehot}(c), \qquad
     R^{(l-1)} = \text{rule}^{(l)}\big(R^{(l)}\big), \qquad R(x) = R^{(0)}
 
-The cost is that of a gradient: the forward pass runs once, through the model's own layers;
-each layer's backward is replaced by its rule (a transposed matmul or convolution, plus
-whatever modified products the rule needs). See :mod:`lrp_tutor.fast.session` for the hooks
-and :mod:`lrp_tutor.fast.functions` for the rules' backward passes.
+The cost is that of a gradient: the forward pass runs once, through the model's own code;
+each operation's backward is replaced by its family's LRP treatment (a transposed matmul or
+convolution, plus whatever modified products the rule needs). See
+:mod:`lrp_tutor.fast.engine` for the interception, :mod:`lrp_tutor.fast.registry` for the
+families and :mod:`lrp_tutor.fast.functions` for the rules' backward passes.
 
 Examples
 --------
@@ -99,7 +100,8 @@ def explain(
     InputError
         Bad ``x``, ``target`` or ``init``, or both ``rule`` and ``composite`` given.
     UnsupportedLayerError
-        A layer or an operation in the model's forward that LRP has no rule for.
+        An operation in the model's forward that no family explains (named, with the module
+        it ran in), or a forward cut off from x (``.detach()``, inference mode).
     CompositeError
         A weighted layer without a rule.
     """

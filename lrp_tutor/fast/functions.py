@@ -1,10 +1,10 @@
 r"""The modified backward pass: one ``torch.autograd.Function`` per kind of layer.
 
-During :func:`~lrp_tutor.fast.explain` every supported layer's output is replaced by the
-output of one of these functions, applied to the layer's input. The forward returns the
-layer's own output value (nothing is recomputed for the plain rules) and saves what the
-backward needs; the backward receives the relevance :math:`R_j` of the layer's outputs in
-place of a gradient and returns the relevance :math:`R_i` of its inputs. Montavon's four
+During :func:`~lrp_tutor.fast.explain` the families of :mod:`lrp_tutor.fast.registry` give
+an operation's output through one of these functions, applied to its input. The forward
+returns the operation's own output value (nothing is recomputed for the plain rules) and
+saves what the backward needs; the backward receives the relevance :math:`R_j` of the
+outputs in place of a gradient and returns the relevance :math:`R_i` of its inputs. Montavon's four
 steps, for a rule whose part *p* has terms :math:`\phi_k(x)\,\rho_{pk}(W)`:
 
 .. math::
