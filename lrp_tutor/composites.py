@@ -44,6 +44,9 @@ __all__ = [
     "epsilon_gamma_box",
     "epsilon_alpha2_beta1",
     "montavon_vgg",
+    "attn_lrp",
+    "cp_lrp",
+    "ATTENTION",
 ]
 
 CONVOLUTIONS: tuple[type[nn.Module], ...] = (
@@ -102,6 +105,20 @@ SUM_RULE: Rule = Epsilon(1e-6)
 a composite does not map by name or by type: :math:`R_k = a^{(k)}/\\mathrm{stab}(z)\\cdot R`."""
 
 
+ATTENTION: dict[str, str] = {
+    "cp_lrp": "softmax outputs are held constant, so a product with them (attention's A·V) is "
+    "a linear map of the values and no relevance enters the queries and keys; in a product "
+    "of two activations, the output of a non-linear activation (a gated MLP's SiLU branch) "
+    "is held constant (Ali et al. 2022, 'XAI for transformers: better explanations through "
+    "conservative propagation')",
+    "attn_lrp": "softmax takes AttnLRP's rule R_i = x_i (R_i - s_i Σ_j R_j); a product of two "
+    "activations (Q·Kᵀ, A·V, a gated MLP) gives each factor half of each contribution's "
+    "relevance (Achtibat et al. 2024, 'AttnLRP: attention-aware layer-wise relevance "
+    "propagation for transformers')",
+}
+"""The two treatments of attention a :class:`Composite` chooses between (``attention=``)."""
+
+
 class Composite:
     """Map the layers of a model to rules.
 
@@ -117,6 +134,10 @@ class Composite:
         typically the pixel layer (``ZBox``, ``Flat``, ``WSquare``).
     default : Rule, optional
         The rule of every weighted layer nothing else maps.
+    attention : {"cp_lrp", "attn_lrp"}
+        How softmax and the product of two activations are explained (see
+        :data:`ATTENTION`): ``"cp_lrp"`` (the default) holds softmax outputs and gates
+        constant, ``"attn_lrp"`` applies AttnLRP's softmax and uniform product rules.
     """
 
     def __init__(
@@ -126,12 +147,19 @@ class Composite:
         first: Rule | None = None,
         default: Rule | None = None,
         label: str | None = None,
+        attention: str = "cp_lrp",
     ) -> None:
         self.by_type = dict(by_type or {})
         self.by_name = dict(by_name or {})
         self.first = first
         self.default = default
         self.label = label
+        if attention not in ATTENTION:
+            raise CompositeError(
+                f"attention={attention!r} is not one of {', '.join(map(repr, ATTENTION))}: "
+                + "; ".join(f"{k!r}: {v}" for k, v in ATTENTION.items())
+            )
+        self.attention = attention
         for key, rule in [*self.by_type.items(), *self.by_name.items()]:
             _check_rule(rule, key)
         for key in self.by_type:
@@ -185,6 +213,8 @@ class Composite:
                 if key == "by_type":
                     value = {_type_name(t): r for t, r in value.items()}
                 parts.append(f"{key}={value!r}")
+        if self.attention != "cp_lrp":
+            parts.append(f"attention={self.attention!r}")
         return f"Composite({', '.join(parts)})"
 
 
@@ -380,3 +410,64 @@ def montavon_vgg(
         first=ZBox(low, high),
         label=f"montavon_vgg(low={low!r}, high={high!r})",
     )
+
+
+def _attention_preset(
+    attention: str, epsilon: float, gamma: float | None, conv: Rule | None, label: str
+) -> Composite:
+    from .fast.modules import Product, Sum  # the engine's operations, as types to map
+
+    linear: Rule = Epsilon(epsilon) if gamma is None else Gamma(gamma)
+    joins = Epsilon(epsilon)
+    return Composite(
+        by_type={nn.Linear: linear, CONVOLUTIONS: conv or linear, Sum: joins, Product: joins},
+        default=linear,
+        attention=attention,
+        label=label,
+    )
+
+
+def _preset_label(name: str, epsilon: float, gamma: float | None, conv: Rule | None) -> str:
+    args = [] if epsilon == 1e-6 else [f"epsilon={epsilon!r}"]
+    args += [] if gamma is None else [f"gamma={gamma!r}"]
+    args += [] if conv is None else [f"conv={conv!r}"]
+    return f"{name}({', '.join(args)})"
+
+
+def attn_lrp(
+    epsilon: float = 1e-6, gamma: float | None = None, conv: Rule | None = None
+) -> Composite:
+    r"""AttnLRP (Achtibat et al. 2024, ICML) for transformers.
+
+    Softmax takes the rule :math:`R_i = x_i (R_i - s_i \sum_j R_j)`; the product of two
+    activations (attention's :math:`QK^\top` and :math:`A V`, a gated MLP) the uniform rule,
+    each factor receiving half of each contribution's relevance; LayerNorm and RMSNorm hold
+    their standard deviation constant; element-wise activations pass relevance on; linear
+    layers take ``Epsilon(epsilon)``, or ``Gamma(gamma)`` where ``gamma`` is given (LXT's
+    γ option for vision transformers), and convolutions (a ViT's patch embedding) ``conv``
+    if given, else the same rule; residual sums and the products of activations are
+    stabilised by the same ``epsilon``.
+
+    >>> attn_lrp()
+    attn_lrp()
+    >>> attn_lrp(gamma=0.25).by_type[nn.Linear]
+    Gamma(gamma=0.25)
+    """
+    label = _preset_label("attn_lrp", epsilon, gamma, conv)
+    return _attention_preset("attn_lrp", epsilon, gamma, conv, label)
+
+
+def cp_lrp(
+    epsilon: float = 1e-6, gamma: float | None = None, conv: Rule | None = None
+) -> Composite:
+    r"""CP-LRP (Ali et al. 2022, ICML): attention weights held constant.
+
+    Softmax outputs are constants, so :math:`A V` is a linear map of the values and
+    relevance reaches the tokens through the values only; in a gated MLP the activated
+    branch is held constant as a gate. The rest as in :func:`attn_lrp`.
+
+    >>> cp_lrp(gamma=0.25)
+    cp_lrp(gamma=0.25)
+    """
+    label = _preset_label("cp_lrp", epsilon, gamma, conv)
+    return _attention_preset("cp_lrp", epsilon, gamma, conv, label)

@@ -561,7 +561,9 @@ def test_each_relevance_tensor_is_summed_once_for_the_ledger(monkeypatch):
 
     calls = []
     real = bookings.per_sample_sum
-    monkeypatch.setattr(bookings, "per_sample_sum", lambda t: calls.append(t) or real(t))
+    monkeypatch.setattr(
+        bookings, "per_sample_sum", lambda t, batch=None: calls.append(t) or real(t, batch)
+    )
     model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2)).double().eval()
     e = explain(model, torch.randn(3, 4, dtype=f64), rule=Epsilon(0.1))
     assert len(calls) == 3
@@ -713,15 +715,15 @@ def test_concatenation_module_and_functional_agree():
 # ------------------------------------------------------------------------------ refused models
 
 
-class Attention(nn.Module):
+class Running(nn.Module):
+    """A running sum over the sequence: an operation with no family."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.attn = nn.MultiheadAttention(4, 1, batch_first=True)
         self.fc = nn.Linear(4, 2)
 
     def forward(self, x):
-        out, _ = self.attn(x, x, x)
-        return self.fc(out.mean(1))
+        return self.fc(torch.cumsum(x, 1).mean(1))
 
 
 class Functional(nn.Module):
@@ -751,7 +753,7 @@ class Functional(nn.Module):
     "model, x, words",
     [
         (nn.Sequential(nn.Linear(4, 4), nn.LSTM(4, 4)), torch.randn(2, 4), "'1' (LSTM"),
-        (Attention(), torch.randn(2, 3, 4), "'attn' (MultiheadAttention"),
+        (Running(), torch.randn(2, 3, 4), "torch.cumsum in the forward of the model (Running)"),
         (nn.Sequential(nn.Linear(4, 2), nn.Softmax(1)), torch.randn(2, 4), "logits"),
         (Functional("softmax"), torch.randn(2, 4), "softmax"),
     ],
@@ -899,3 +901,19 @@ def test_cuda_matches_cpu():
         assert gpu.relevance.device.type == "cuda"
         torch.testing.assert_close(gpu.relevance.cpu(), cpu.relevance, rtol=1e-9, atol=1e-12)
         assert gpu.ledger.holds(1e-10)
+
+
+def test_python_numbers_keep_the_model_precision():
+    """``x * 0.123…`` and ``x + 0.987…`` in a float64 model: the constants enter the rule in
+    float64 (not in the default dtype), so the books balance to rounding."""
+
+    class Affine(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.fc(x) * 0.1234567891234 + 0.98765432123
+
+    e = explain(Affine().double().eval(), torch.randn(2, 3, dtype=f64))
+    assert e.ledger.max_residual < 1e-14

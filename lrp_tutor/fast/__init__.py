@@ -10,6 +10,6 @@ torch.Size([5, 4])
 
 from .explainer import explain
 from .explanation import Explanation
-from .modules import Concat, Sum
+from .modules import Concat, Product, Sum
 
-__all__ = ["explain", "Explanation", "Sum", "Concat"]
+__all__ = ["explain", "Explanation", "Sum", "Concat", "Product"]

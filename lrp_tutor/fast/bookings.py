@@ -29,9 +29,28 @@ from ..ledger import Ledger, LedgerEntry
 __all__ = ["Booking", "Recorder", "Sums", "per_sample_sum"]
 
 
-def per_sample_sum(t: Tensor) -> Tensor:
-    """:math:`\\sum` over everything but the batch dimension."""
-    return t.reshape(t.shape[0], -1).sum(1)
+def per_sample_sum(t: Tensor, batch: int | None = None) -> Tensor:
+    """:math:`\\sum` over everything but the batch dimension: one value per sample.
+
+    Without ``batch``, the first dimension is the batch. With ``batch`` (the number of
+    samples), a tensor that is not batch first is summed per sample too: ``(L, N, E)``
+    (sequence-first attention: the batch is dimension 1), or a batch folded into the first
+    dimension, batch outermost (Swin's windows, ``(N·W, …)``). Where no dimension fits, the
+    total is spread evenly over the samples, so that the ledger's totals stay exact. (A
+    sequence-first tensor whose sequence is as long as the batch reads as batch first.)
+
+    >>> t = torch.arange(6.0).view(3, 2, 1)        # (L=3, N=2, E=1)
+    >>> per_sample_sum(t, batch=2)
+    tensor([6., 9.])
+    """
+    rows = t.shape[0] if t.ndim else 1
+    if batch is None or rows == batch:
+        return t.reshape(rows, -1).sum(1)
+    if t.ndim > 1 and t.shape[1] == batch:
+        return t.movedim(1, 0).reshape(batch, -1).sum(1)
+    if rows % batch == 0:
+        return t.reshape(batch, -1).sum(1)
+    return t.sum().expand(batch) / batch
 
 
 def _same_data(a: Tensor, b: Tensor) -> bool:
@@ -58,10 +77,11 @@ class Sums:
     def __init__(self) -> None:
         self._last: tuple[Tensor, Tensor] | None = None
 
-    def __call__(self, t: Tensor) -> Tensor:
-        if self._last is not None and _same_data(t, self._last[0]):
-            return self._last[1]
-        total = per_sample_sum(t)
+    def __call__(self, t: Tensor, batch: int | None = None) -> Tensor:
+        last = self._last
+        if last is not None and _same_data(t, last[0]) and last[0].shape == t.shape:
+            return last[1]
+        total = per_sample_sum(t, batch)
         self._last = (t, total)
         return total
 
@@ -80,6 +100,10 @@ class Booking:
     bias: Tensor | None = None
     stabilizer: Tensor | None = None
     relevance: Tensor | tuple[Tensor, ...] | None = field(default=None, repr=False)
+    batch: int | None = None  # samples per batch (None: rows are samples)
+
+    def _sum(self, t: Tensor) -> Tensor:
+        return self.sums(t, self.batch)
 
     def book(
         self,
@@ -89,12 +113,13 @@ class Booking:
         stabilizer: Tensor | None = None,
     ) -> None:
         """Record :math:`R_{out}`, :math:`R_{in}` and the absorbed relevance of this call
-        (None: nothing absorbed)."""
+        (None: nothing absorbed; else one value per sample: :func:`per_sample_sum` with
+        :attr:`batch`)."""
         parts = r_in if isinstance(r_in, tuple) else (r_in,)
-        self.relevance_out = self.sums(r_out)
-        self.relevance_in = self.sums(parts[0])
+        self.relevance_out = self._sum(r_out)
+        self.relevance_in = self._sum(parts[0])
         for r in parts[1:]:
-            self.relevance_in = self.relevance_in + self.sums(r)
+            self.relevance_in = self.relevance_in + self._sum(r)
         self.bias, self.stabilizer = bias, stabilizer
         if self.keep:
             self.relevance = r_in
@@ -102,7 +127,7 @@ class Booking:
     def book_unchanged(self, r_out: Tensor, r_in: Tensor) -> None:
         """Record a layer that passes relevance on unchanged (``r_in`` is ``r_out`` reshaped):
         :math:`\\sum_i R_i = \\sum_j R_j`, summed once."""
-        self.relevance_out = self.relevance_in = self.sums(r_out)
+        self.relevance_out = self.relevance_in = self._sum(r_out)
         if self.keep:
             self.relevance = r_in
 
@@ -114,8 +139,9 @@ class Booking:
 class Recorder:
     """Hands out :class:`Booking` s in forward order and collects them into a ledger."""
 
-    def __init__(self, keep_layers: bool) -> None:
+    def __init__(self, keep_layers: bool, batch: int | None = None) -> None:
         self.keep_layers = keep_layers
+        self.batch = batch
         self.bookings: list[Booking] = []
         self._calls: dict[str, int] = {}
         self._sums = Sums()  # shared by the bookings of one backward pass
@@ -127,7 +153,9 @@ class Recorder:
         self._calls[name] = count
         key = name if count == 1 else f"{name}#{count}"
         order = float(len(self.bookings)) if order is None else order
-        booking = Booking(key, f"{key} ({kind})", order, self.keep_layers, self._sums)
+        booking = Booking(
+            key, f"{key} ({kind})", order, self.keep_layers, self._sums, batch=self.batch
+        )
         self.bookings.append(booking)
         return booking
 

@@ -42,7 +42,7 @@ from ..errors import CompositeError, InputError, UnsupportedLayerError
 from ..rules import Rule
 from . import registry
 from .bookings import Booking, Recorder
-from .functions import OURS, explain_linear
+from .functions import OURS, PassThrough, explain_linear
 from .graph import check_graph
 from .maps import LinearMap, Scratch
 
@@ -70,6 +70,7 @@ class Pending:
     module: nn.Module | None
     kind: str
     channels: int | None  # output channels along dim 1 (None: no BatchNorm can merge)
+    probe: type[nn.Module] | None = None  # the layer type whose rule it takes inside a block
     explained: Any = None  # weakref to the explained output: held by its users, not here
 
 
@@ -169,10 +170,12 @@ class Session(TorchFunctionMode):
         self.pending: dict[int, Pending] = {}
         self.replaced: dict[int, tuple[Any, Tensor]] = {}
         self.gates: dict[int, Any] = {}  # outputs of gating functions (sigmoid…), weakly
+        self.activated: dict[int, Any] = {}  # outputs of other activations, weakly
         self.held: dict[int, tuple[Any, str]] = {}  # softmax outputs held constant
         self.known: set[Any] = set()  # autograd nodes that routing operations made
         self.scratch = Scratch()  # transient tensors, reused layer by layer
         self.handles: list[Any] = []
+        self.opaque: nn.Module | None = None  # an element-wise module running (see _pre)
 
     # ---------------------------------------------------------------- context manager
 
@@ -214,10 +217,28 @@ class Session(TorchFunctionMode):
     def _pre(self, module: nn.Module, args: tuple) -> None:
         if module in self.names and threading.get_ident() == self.thread:
             self.stack.append(module)
+            if self.opaque is None and type(module).__name__ in registry.ELEMENTWISE_MODULES:
+                self.opaque = module  # its operations run plainly: see _post
 
-    def _post(self, module: nn.Module, args: tuple, output: Any) -> None:
+    def _post(self, module: nn.Module, args: tuple, output: Any) -> Any:
         if self.stack and self.stack[-1] is module and threading.get_ident() == self.thread:
             self.stack.pop()
+            if self.opaque is module:
+                self.opaque = None
+                with torch.overrides._pop_mode_temporarily():
+                    return self._element_wise(module, args, output)
+        return None
+
+    def _element_wise(self, module: nn.Module, args: tuple, output: Any) -> Any:
+        """An element-wise activation module written as code (Hugging Face's
+        ``NewGELUActivation``): relevance passes through it unchanged, like F.gelu's."""
+        x = self._current(args[0], keep_pending=False) if args else None
+        if not (self.carries(x) and isinstance(output, Tensor) and output.shape == x.shape):
+            return None
+        call = Call(self, None, (), {}, self.names.get(module, ""), module, label="activation")
+        out = PassThrough.apply(x, output.detach(), call.booking("activation"))
+        self.activated[id(out)] = weakref.ref(out)
+        return out
 
     # ---------------------------------------------------------------- tensors
 
@@ -255,10 +276,27 @@ class Session(TorchFunctionMode):
 
         self.replaced[key] = (weakref.ref(target, forget), result)
 
-    def defer(self, call: Call, x: Tensor, value: Tensor, build, channels: int | None) -> Tensor:
-        """Keep a linear layer's output pending (see the module docstring)."""
+    def defer(
+        self,
+        call: Call,
+        x: Tensor,
+        value: Tensor,
+        build,
+        channels: int | None,
+        probe: type[nn.Module] | None = None,
+    ) -> Tensor:
+        """Keep a linear layer's output pending (see the module docstring). Called inside a
+        block rather than by a leaf layer (``nn.MultiheadAttention``'s projections), it takes
+        the composite's rule for the layer type ``probe``."""
         self.pending[id(value)] = Pending(
-            weakref.ref(value), x, build, call.name, call.module, call.kind(call.label), channels
+            weakref.ref(value),
+            x,
+            build,
+            call.name,
+            call.module,
+            call.kind(call.label),
+            channels,
+            probe,
         )
         return value
 
@@ -272,7 +310,7 @@ class Session(TorchFunctionMode):
         if merged is None and p.explained is not None and p.explained() is not None:
             return p.explained()
         call = Call(self, None, (), {}, p.name, p.module or self.model, label="layer")
-        rule = call.rule("weighted")
+        rule = call.rule("weighted", p.probe)
         scale, shift, value, bn = merged if merged is not None else (None, None, p.ref(), "")
         kind = p.kind + (f"+{bn}" if bn else "")
         booking = self.recorder.new(p.name, kind)
@@ -280,6 +318,15 @@ class Session(TorchFunctionMode):
         if merged is None:
             p.explained = weakref.ref(out)
         return out
+
+    def expand(self, function: Callable[..., Any], *args: Any) -> Any:
+        """``function(*args)`` with every operation it does intercepted: a fused operation
+        (attention) explained as the operations it stands for."""
+        torch.overrides._push_mode(self)
+        try:
+            return function(*args)
+        finally:
+            torch.overrides._pop_mode()
 
     def learn(self, result: Any, *inputs: Any) -> None:
         """Remember the autograd nodes a routing operation made (for the graph check)."""
@@ -300,6 +347,9 @@ class Session(TorchFunctionMode):
         kwargs = kwargs or {}
         if threading.get_ident() != self.thread:
             return func(*args, **kwargs)
+        if self.opaque is not None:  # inside an element-wise module: see _element_wise
+            with torch.no_grad():
+                return func(*args, **kwargs)
         family, func, target, args, kwargs = registry.resolve(func, args, kwargs)
         keep = family is None or family.takes_pending  # unknown: run on the values
         args, kwargs = tree_map(lambda t: self._current(t, keep), (args, kwargs))
@@ -348,7 +398,8 @@ class Session(TorchFunctionMode):
                 check_graph(output, self.x, self._allowed, self._describe)
             return output
         finally:
-            for state in (self.pending, self.replaced, self.gates, self.held, self.known):
+            states = (self.pending, self.replaced, self.gates, self.activated, self.held)
+            for state in (*states, self.known):
                 state.clear()
 
     def _allowed(self, node: Any) -> bool:

@@ -128,7 +128,7 @@ def explain(
                 UserWarning,
                 stacklevel=2,
             )
-        recorder = Recorder(keep_layers)
+        recorder = Recorder(keep_layers, batch=x.shape[0])
         try:
             for module, mode in modes.items():  # eval mode, flag by flag (no train() override runs)
                 if mode:

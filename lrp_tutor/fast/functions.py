@@ -54,6 +54,7 @@ __all__ = [
     "PassThrough",
     "SumRule",
     "Product",
+    "SoftmaxRule",
     "explain_linear",
     "OURS",
 ]
@@ -133,18 +134,20 @@ def _ratio(
     return s, sign_z
 
 
-def _stabilizer_absorbed(r: Tensor, s: Tensor, z: Tensor, sign: Tensor | None, part: Part):
+def _stabilizer_absorbed(
+    r: Tensor, s: Tensor, z: Tensor, sign: Tensor | None, part: Part, batch: int | None
+):
     r"""Relevance the stabiliser took: :math:`\sum_j s_j\,\varepsilon\,\mathrm{sign}(z_j)`
     (:math:`s_j = c_p R_j/\mathrm{stab}(z_j)`), or with ε = 0, :math:`c_p \sum_j R_j` over
     the neurons with :math:`z_j = 0`, which send nothing. ``sign`` is a temporary of
     :func:`_ratio`: the products are written into it."""
     if sign is not None:
         product = sign.mul_(s) if sign.shape == s.shape else s * sign
-        return per_sample_sum(product) * part.epsilon
+        return per_sample_sum(product, batch) * part.epsilon
     dead = z == 0
     if not bool(dead.any()):
         return None
-    return per_sample_sum(r * dead) * part.coefficient
+    return per_sample_sum(r * dead, batch) * part.coefficient
 
 
 def _add(a: Tensor | None, b: Tensor | None) -> Tensor | None:
@@ -212,8 +215,8 @@ class WeightedRule(torch.autograd.Function):
                         c = layer.transpose(s, term.weight, x)  # Σ_j ρ(w_ij) s_j
                         cs[term.input] = _add_into(cs.get(term.input), c)
             if part.bias is not zeros_like:
-                bias = _add(bias, layer.bias_absorbed(s, part.bias))
-            stab = _add(stab, _stabilizer_absorbed(r, s, z, sign, part))
+                bias = _add(bias, layer.bias_absorbed(s, part.bias, ctx.booking.batch))
+            stab = _add(stab, _stabilizer_absorbed(r, s, z, sign, part, ctx.booking.batch))
         own = ctx.plan is None  # each c^k a tensor of its own, not a slice of one product
         if ctx.plan is not None:  # every c^k in one product
             inputs, rhos = ctx.plan
@@ -316,7 +319,7 @@ class SumRule(torch.autograd.Function):
                 sw = s if w == 1 else s * w  # ρ(1) s_j
                 for k, a in enumerate(inputs):
                     r_ins[k] = _add(r_ins[k], term.input(a) * sw)
-            stab = _add(stab, _stabilizer_absorbed(r, s, z, sign, part))
+            stab = _add(stab, _stabilizer_absorbed(r, s, z, sign, part, ctx.booking.batch))
         pairs = zip(inputs, r_ins, strict=True)
         grads = tuple(torch.zeros_like(a) if g is None else g for a, g in pairs)
         ctx.booking.book(r, grads, None, stab)
@@ -344,9 +347,45 @@ class Product(torch.autograd.Function):
         else:
             r_a = r_b = 0.5 * z * s
         r_a, r_b = _fit(r_a, a.shape), _fit(r_b, b.shape)
-        absorbed = per_sample_sum(r) - per_sample_sum(r_a) - per_sample_sum(r_b)
+        n = ctx.booking.batch
+        absorbed = per_sample_sum(r, n) - per_sample_sum(r_a, n) - per_sample_sum(r_b, n)
         ctx.booking.book(r, (r_a, r_b), None, absorbed)
         return r_a, r_b, None, None, None
+
+
+class SoftmaxRule(torch.autograd.Function):
+    r"""AttnLRP's softmax rule (Achtibat et al. 2024, Prop. 3.1): for
+    :math:`s_j = e^{x_j} / \sum_k e^{x_k}`, each output's relevance is redistributed by the
+    first-order Taylor expansion of :math:`s_j` at its input, weighted by :math:`R_j / s_j`:
+
+    .. math::
+
+        R_i = x_i \sum_j \frac{\partial s_j}{\partial x_i}\frac{R_j}{s_j}
+            = x_i \Big(R_i - s_i \sum_j R_j\Big) .
+
+    What the expansion leaves out,
+    :math:`\sum_j R_j - \sum_i R_i = \sum_j R_j (1 - x_j + \bar x)` with
+    :math:`\bar x = \sum_i s_i x_i`, is the bias of the
+    linearisation: it is absorbed, and booked in the ledger's bias column. A masked input
+    (:math:`x_i = -\infty`, so :math:`s_i = 0`) receives nothing.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, value: Tensor, dim: int, booking: Booking):
+        ctx.save_for_backward(x, value)
+        ctx.dim, ctx.booking = dim, booking
+        return value
+
+    @staticmethod
+    def backward(ctx, r: Tensor):
+        x, s = ctx.saved_tensors
+        r, s = r.to(x.dtype), s.to(x.dtype)  # in the input's precision (softmax in float32)
+        r_in = (r - s * r.sum(ctx.dim, keepdim=True)) * x
+        r_in = torch.where(torch.isfinite(x), r_in, 0)
+        n = ctx.booking.batch
+        absorbed = per_sample_sum(r, n) - per_sample_sum(r_in, n)
+        ctx.booking.book(r, r_in, absorbed.to(r_in.dtype), None)
+        return r_in, None, None, None
 
 
 def explain_linear(x: Tensor, value: Tensor, layer: LinearMap, rule, booking: Booking, where: str):
@@ -361,5 +400,7 @@ def explain_linear(x: Tensor, value: Tensor, layer: LinearMap, rule, booking: Bo
     return WeightedRule.apply(x, value.detach(), layer, rule.parts, booking)
 
 
-OURS = frozenset(f._backward_cls for f in (WeightedRule, PassThrough, SumRule, Product))
+OURS = frozenset(
+    f._backward_cls for f in (WeightedRule, PassThrough, SumRule, Product, SoftmaxRule)
+)
 """The backward node types of the functions above that relevance may pass through."""

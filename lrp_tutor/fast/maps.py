@@ -167,11 +167,14 @@ class LinearMap:
             return z + b
         return z.add_(b)
 
-    def bias_absorbed(self, s: Tensor, rho: Rho) -> Tensor | None:
-        """:math:`\\sum_j \\rho(b_j)\\, s_j` per sample, or None without a bias."""
+    def bias_absorbed(self, s: Tensor, rho: Rho, batch: int | None = None) -> Tensor | None:
+        """:math:`\\sum_j \\rho(b_j)\\, s_j` per sample (see
+        :func:`~lrp_tutor.fast.bookings.per_sample_sum`), or None without a bias."""
         b = self.bias(rho)
         if b is None:
             return None
+        if batch is not None and s.shape[0] != batch:  # not batch first: (L, N, E)
+            return per_sample_sum(s * b, batch)
         if self.channel_dim == 1:  # (N, C, *spatial)
             per_channel = s.flatten(2).sum(2) if s.ndim > 2 else s
         else:  # (N, *, C)
@@ -668,9 +671,9 @@ class ScaleMap(LinearMap):
             return z
         return z.add_(b) if torch.broadcast_shapes(z.shape, b.shape) == z.shape else z + b
 
-    def bias_absorbed(self, s: Tensor, rho: Rho) -> Tensor | None:
+    def bias_absorbed(self, s: Tensor, rho: Rho, batch: int | None = None) -> Tensor | None:
         b = self.bias(rho)
-        return None if b is None else per_sample_sum(s * b)
+        return None if b is None else per_sample_sum(s * b, batch)
 
 
 class FunctionMap(LinearMap):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Sum", "Concat"]
+__all__ = ["Sum", "Concat", "Product"]
 
 
 def _as_tensors(tensors: tuple) -> tuple[Tensor, ...]:
@@ -65,3 +65,23 @@ class Concat(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
+
+
+class Product(nn.Module):
+    r"""The product of two activations, :math:`z = a \odot b` (``matmul=True``: :math:`a\,b`).
+
+    The engine explains ``a * b`` and ``a @ b`` of two activations wherever the model's code
+    writes them (attention's :math:`QK^\top` and :math:`AV`, a gated MLP) by the uniform
+    rule; this module is the type a composite maps to choose that rule's ε
+    (``by_type={Product: Epsilon(1e-6)}``), and computes the product when called.
+    """
+
+    def __init__(self, matmul: bool = False) -> None:
+        super().__init__()
+        self.matmul = matmul
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        return a @ b if self.matmul else a * b
+
+    def extra_repr(self) -> str:
+        return f"matmul={self.matmul}"

@@ -12,8 +12,8 @@ a module in :mod:`lrp_tutor.fast.families` and an entry in :data:`FAMILIES`.
 'convolution'
 >>> family_of(torch.Tensor.add_).name   # in-place variants belong to their family
 'sum'
->>> print(supported_text().splitlines()[0])
-- linear: F.linear, a matmul with a weight — the layer's rule (BatchNorm after it merged in)
+>>> print(supported_text().splitlines()[0][:60])
+- linear: F.linear, torch.addmm (GPT-2's Conv1D), a matmul w
 """
 
 from __future__ import annotations
@@ -26,7 +26,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .families import elementwise, linear, local_response_norm, products, routing, sums
+from .families import (
+    attention,
+    elementwise,
+    linear,
+    local_response_norm,
+    products,
+    routing,
+    sums,
+)
 
 __all__ = ["Family", "FAMILIES", "family_of", "resolve", "supported_text", "unsupported"]
 
@@ -70,7 +78,8 @@ FAMILIES: tuple[Family, ...] = (
         linear.WEIGHTED_LINEAR,
         linear.linear,
         "Dense",
-        "F.linear, a matmul with a weight — the layer's rule (BatchNorm after it merged in)",
+        "F.linear, torch.addmm (GPT-2's Conv1D), a matmul with a weight — the layer's rule "
+        "(BatchNorm after it merged in)",
     ),
     Family(
         "convolution",
@@ -150,10 +159,20 @@ FAMILIES: tuple[Family, ...] = (
     ),
     Family(
         "softmax",
-        elementwise.HELD,
-        elementwise.held_constant,
+        attention.SOFTMAX,
+        attention.softmax,
         None,
-        "softmax — held constant (CP-LRP): a product with it is a gate",
+        "softmax — held constant (CP-LRP: a product with it is a linear map of the other "
+        "factor) or AttnLRP's rule R_i = x_i (R_i - s_i Σ_j R_j), as the composite's "
+        "attention says",
+    ),
+    Family(
+        "attention",
+        attention.SDPA + attention.MHA,
+        attention.treat,
+        None,
+        "F.scaled_dot_product_attention, nn.MultiheadAttention (masks, causal) — the "
+        "operations they stand for: softmax(Q Kᵀ·scale + M) V",
     ),
     Family(
         "interpolate",
@@ -185,11 +204,32 @@ FAMILIES: tuple[Family, ...] = (
         "F.pad — reflect/replicate: routing; constant: relevance sent to the padding is "
         "absorbed (booked like a bias)",
     ),
+    Family(
+        "factory",
+        routing.FACTORIES,
+        routing.constant,
+        None,
+        "x.new_zeros, torch.zeros_like, … — new tensors of x's shape, constants",
+    ),
     Family("setitem", ("__setitem__",), routing.setitem, None, "x[i] = y", returns_none=True),
     Family("copy", ("copy_",), routing.copy, None, "x.copy_(y)", returns_none=False),
 )
 
-NODES = frozenset({routing.ConstantPad._backward_cls, routing.WinnerTakesAll._backward_cls})
+ELEMENTWISE_MODULES = frozenset(
+    (
+        "NewGELUActivation GELUActivation FastGELUActivation QuickGELUActivation "
+        "ClippedGELUActivation AccurateGELUActivation GELUTanh PytorchGELUTanh SiLUActivation "
+        "MishActivation LaplaceActivation ReLUSquaredActivation QuickGELU GELUTanh Swish "
+        "HardSwish HardSigmoid"
+    ).split()
+)
+"""Activation modules written as code (Hugging Face's ``transformers.activations``, timm's
+``layers.activations``) that act on one element at a time: relevance passes through them
+unchanged, as through ``F.gelu`` (their products inside are not explained one by one)."""
+
+NODES = frozenset(
+    f._backward_cls for f in (routing.ConstantPad, routing.WinnerTakesAll, routing.ConstantSink)
+)
 """Autograd nodes of the families' own functions (beside those of lrp_tutor.fast.functions)."""
 
 _NAMESPACES = (torch, torch.Tensor, F, torch.special, torch._C._nn)
@@ -294,8 +334,6 @@ _HINTS = {
     "gru": "recurrent layers have no LRP rule in lrp_tutor",
     "rnn_tanh": "recurrent layers have no LRP rule in lrp_tutor",
     "rnn_relu": "recurrent layers have no LRP rule in lrp_tutor",
-    "multi_head_attention_forward": "attention has no LRP rule in lrp_tutor yet",
-    "scaled_dot_product_attention": "attention has no LRP rule in lrp_tutor yet",
     "detach": "relevance cannot pass a detached tensor: remove .detach() (or .data) from the "
     "forward while explaining",
     "data": "relevance cannot pass a detached tensor: remove .detach() (or .data) from the "

@@ -34,9 +34,11 @@ def pass_through(call) -> Tensor:
         x = x.expand(value.shape)
         call.session.learn(x, call.args)
     out = PassThrough.apply(x, value, call.booking(call.label))
-    name = getattr(call.func, "__name__", "")
+    name = getattr(call.func, "__name__", "").strip("_")
     if name.rstrip("_") in GATING:
         call.session.gates[id(out)] = weakref.ref(out)
+    elif name not in ("neg", "negative"):
+        call.session.activated[id(out)] = weakref.ref(out)
     return out
 
 
@@ -44,19 +46,5 @@ ACTIVATIONS = (
     "relu relu6 leaky_relu prelu rrelu elu selu celu gelu silu mish softplus tanh sigmoid "
     "hardtanh hardsigmoid hardswish logsigmoid softsign tanhshrink softshrink hardshrink "
     "threshold clamp clip clamp_min clamp_max neg negative abs exp log sqrt rsqrt square "
-    "erf __neg__"
+    "erf pow __pow__ __rpow__ float_power __neg__"
 ).split()
-
-
-def held_constant(call) -> Tensor:
-    """Softmax held constant (CP-LRP, Ali et al. 2022): its output is a constant weight, so a
-    product with it is a gate and no relevance enters its input (the split attention of
-    ResNeSt and SKNet). A softmax on the logits is refused when the forward ends."""
-    from ..registry import describe
-
-    value = call.plain()
-    call.session.held[id(value)] = (weakref.ref(value), f"{describe(call.func)} in {call.where()}")
-    return value
-
-
-HELD = ("softmax",)

@@ -51,8 +51,23 @@ def _tuple(v, dims: int) -> tuple[int, ...]:
 
 
 def linear(call) -> Tensor:
-    """``F.linear(x, W, b)``: :math:`z = x W^\\top + b`, pending."""
-    x, weight, bias = call.arg(0, "input"), call.arg(1, "weight"), call.arg(2, "bias")
+    """``F.linear(x, W, b)``: :math:`z = x W^\\top + b`, and ``torch.addmm(b, x, W)``:
+    :math:`z = x W + b` (GPT-2's ``Conv1D``); pending."""
+    if getattr(call.func, "__name__", "") == "addmm":
+        bias, x, weight = call.arg(0, "input"), call.arg(1, "mat1"), call.arg(2, "mat2")
+        if call.kwargs.get("beta", 1) != 1 or call.kwargs.get("alpha", 1) != 1:
+            raise UnsupportedLayerError(
+                f"torch.addmm in {call.where()} scales its terms (beta, alpha); write it as "
+                "F.linear or a matmul and an addition."
+            )
+        if call.carries(weight) or not call.carries(x):
+            raise UnsupportedLayerError(
+                f"torch.addmm in {call.where()} multiplies an activation from the right; "
+                "lrp_tutor explains addmm(b, x, W) with the activation x and a weight W."
+            )
+        weight = weight.detach().T
+    else:
+        x, weight, bias = call.arg(0, "input"), call.arg(1, "weight"), call.arg(2, "bias")
     if call.carries(weight) or call.carries(bias):
         from .products import matmul_of_activations
 
@@ -62,10 +77,12 @@ def linear(call) -> Tensor:
     def make(w, b, scale):
         return DenseMap(w, b, scale, x.numel(), scratch)
 
-    return _defer(call, x, weight, bias, make, lambda value: value.ndim == 2)
+    return _defer(call, x, weight, bias, make, lambda value: value.ndim == 2, nn.Linear)
 
 
-def _defer(call, x: Tensor, weight: Tensor, bias: Tensor | None, make, mergeable) -> Tensor:
+def _defer(
+    call, x: Tensor, weight: Tensor, bias: Tensor | None, make, mergeable, probe: type
+) -> Tensor:
     """The layer's value, pending: ``make(W, b, scale)`` builds its map when it is used, with
     a BatchNorm's scale λ and shift merged in (``mergeable(value)``: whether one can be, on
     the output channels along dim 1)."""
@@ -77,7 +94,7 @@ def _defer(call, x: Tensor, weight: Tensor, bias: Tensor | None, make, mergeable
         return make(w, b if scale is None else _merged_bias(b, scale, shift), scale)
 
     channels = w.shape[0] if mergeable(value) else None
-    return call.session.defer(call, x, value, build, channels)
+    return call.session.defer(call, x, value, build, channels, probe)
 
 
 def _merged_bias(b: Tensor | None, scale: Tensor, shift: Tensor) -> Tensor:
@@ -119,7 +136,8 @@ def convolution(call) -> Tensor:
     def make(w, b, scale):
         return ConvMap(w, b, scale=scale, activations=x.numel(), scratch=scratch, **options)
 
-    return _defer(call, x, weight, bias, make, lambda value: not transposed)
+    probe = getattr(nn, f"Conv{'Transpose' if transposed else ''}{dims}d")
+    return _defer(call, x, weight, bias, make, lambda value: not transposed, probe)
 
 
 # ------------------------------------------------------------------ BatchNorm
@@ -167,8 +185,10 @@ def scale(call) -> Tensor:
     name = getattr(call.func, "__name__", "").strip("_")
     value = call.plain()
     x, c = (a, b) if call.carries(a) else (b, a)
-    c = c.detach() if isinstance(c, Tensor) else torch.as_tensor(c)
-    c = c.to(value)
+    if isinstance(c, Tensor):
+        c = c.detach().to(value)
+    else:  # a Python number, in the value's precision (not the default dtype's)
+        c = torch.as_tensor(c, dtype=value.dtype, device=value.device)
     if name in ("div", "divide", "true_divide", "truediv"):
         c = 1 / c
     layer = ScaleMap(c, None, call.session.scratch)
@@ -216,8 +236,8 @@ def fixed_function(call, signed: bool = False) -> Tensor:
     """Any other fixed linear map: a mean or sum over dimensions, 3-D average pooling,
     (bi)linear interpolation (non-negative weights), a constant matrix times x (``signed``).
     Its transpose comes from autograd."""
-    x = next(a for a in call.args if call.carries(a))
-    k = call.args.index(x)
+    k = next(i for i, a in enumerate(call.args) if call.carries(a))
+    x = call.args[k]
     func, args, kwargs = call.func, call.args, call.kwargs
 
     def f(t: Tensor) -> Tensor:
@@ -269,7 +289,7 @@ def normalization(call) -> Tensor:
     return explain_linear(x, value, layer, rule, call.booking(name), call.where())
 
 
-WEIGHTED_LINEAR = ("linear",)
+WEIGHTED_LINEAR = ("linear", "addmm")
 CONVOLUTIONS = tuple(f"conv{t}{d}d" for t in ("", "_transpose") for d in (1, 2, 3))
 AVG_POOLS = ("avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d")
 FIXED = ("mean", "sum", "avg_pool3d", "adaptive_avg_pool3d", "nansum", "nanmean")

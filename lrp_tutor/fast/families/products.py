@@ -6,7 +6,9 @@ constant and sends all relevance to the signal: the product is an element-wise l
 *x* with the weight :math:`g_j` (Arras et al. 2017, "Explaining recurrent neural network
 predictions in sentiment analysis", the signal-takes-all rule for LSTM gates). The gate is
 the factor that was broadcast (fewer entries), else the output of a gating function
-(sigmoid, hardsigmoid); a division :math:`a / b` gates *a* with :math:`1/b`.
+(sigmoid, hardsigmoid); a division :math:`a / b` gates *a* with :math:`1/b`. Under
+CP-LRP (``attention="cp_lrp"``, the default), the output of any other non-linear activation
+multiplied with a plain activation is a gate too: a gated MLP's ``act(gate(x)) * up(x)``.
 
 The **product of two activations** of one shape, :math:`z_{ij} = a_i b_j` (and a matmul of
 two activations, :math:`z_{ij} = \sum_k a_{ik} b_{kj}`) splits each contribution's relevance
@@ -35,6 +37,7 @@ from torch import Tensor
 from ...errors import UnsupportedLayerError
 from ..functions import Product, explain_linear
 from ..maps import ScaleMap
+from ..modules import Product as Product_
 from .linear import scale
 
 
@@ -42,12 +45,20 @@ def _gate_of(call, a: Tensor, b: Tensor) -> int | None:
     """Which factor is the gate: 0, 1, or None (two activations alike)."""
     if a.numel() != b.numel():
         return 0 if a.numel() < b.numel() else 1
-    gates = call.session.gates
+    session = call.session
     for k, t in enumerate((a, b)):
-        ref = gates.get(id(t))
+        ref = session.gates.get(id(t))
         if ref is not None and ref() is t:
             return k
+    if session.composite.attention == "cp_lrp":  # a gated MLP's activated branch: held
+        activated = [ref is not None and ref() is t for t, ref in _refs(session.activated, a, b)]
+        if activated.count(True) == 1:
+            return activated.index(True)
     return None
+
+
+def _refs(table: dict, *tensors: Tensor):
+    return [(t, table.get(id(t))) for t in tensors]
 
 
 def multiply(call) -> Tensor:
@@ -63,7 +74,7 @@ def multiply(call) -> Tensor:
     else:
         k = _gate_of(call, a, b)
         if k is None:
-            rule = call.rule("fixed")
+            rule = call.rule("fixed", Product_)
             epsilon = rule.parts[0].epsilon if rule.parts else 0.0
             return Product.apply(a, b, epsilon, False, call.booking("product"))
         gate, signal = (a, b) if k == 0 else (b, a)
@@ -102,7 +113,7 @@ def matmul_of_activations(call) -> Tensor:
                 f"F.linear in {call.where()} multiplies two activations and adds a bias; "
                 "write it as a matmul and an addition."
             )
-    rule = call.rule("fixed")
+    rule = call.rule("fixed", Product_)
     epsilon = rule.parts[0].epsilon if rule.parts else 0.0
     return Product.apply(a, b, epsilon, True, call.booking("matmul"))
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..bookings import per_sample_sum
 from ..functions import PassThrough
 
 
@@ -30,6 +31,8 @@ def route(call) -> Any:
     own operation (nn.MaxPool2d, nn.Flatten, nn.Dropout) gets its line in the ledger, with
     the relevance at its input. A gate stays a gate when it is reshaped or expanded."""
     gate = _gate_among(call)
+    if getattr(call.func, "__name__", "") in JOINS:
+        call.args = tuple(_sinks(call, a) for a in call.args)
     if call.own:
         k = next((i for i, a in enumerate(call.args) if call.carries(a)), None)
         if k is not None and call.args[k].is_floating_point():
@@ -40,6 +43,39 @@ def route(call) -> Any:
     if gate and isinstance(result, Tensor):
         call.session.gates[id(result)] = weakref.ref(result)
     return result
+
+
+def _sinks(call, arg: Any) -> Any:
+    """``arg`` with every constant tensor in it (a class token concatenated to the patch
+    tokens) replaced by a :class:`ConstantSink`, so that the relevance sent to it is
+    booked as absorbed."""
+    if isinstance(arg, list | tuple):
+        return type(arg)(_sinks(call, a) for a in arg)
+    if (
+        isinstance(arg, Tensor)
+        and arg.is_floating_point()
+        and arg.numel() > 0  # an empty cache joined to the keys
+        and not call.carries(arg)
+    ):
+        return ConstantSink.apply(call.session.x, arg, call.booking("constant"))
+    return arg
+
+
+class ConstantSink(torch.autograd.Function):
+    """A constant joined to activations (``torch.cat([class_token, x])``): the relevance it
+    receives stays there, booked like a bias's. ``x`` (the explained input) is only its
+    anchor in the graph; it receives nothing through it."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, constant: Tensor, booking):
+        ctx.booking = booking
+        return constant.detach().clone()
+
+    @staticmethod
+    def backward(ctx, r: Tensor):
+        absorbed = per_sample_sum(r, ctx.booking.batch)
+        ctx.booking.book(r, torch.zeros_like(r), absorbed)
+        return None, None, None
 
 
 def _gate_among(call) -> bool:
@@ -74,7 +110,8 @@ class ConstantPad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, r: Tensor):
         r_in = F.pad(r, [-p for p in ctx.pads])  # the padding's own gradient: a crop
-        absorbed = r.reshape(r.shape[0], -1).sum(1) - r_in.reshape(r.shape[0], -1).sum(1)
+        n = ctx.booking.batch
+        absorbed = per_sample_sum(r, n) - per_sample_sum(r_in, n)
         ctx.booking.book(r, r_in, absorbed)
         return r_in, None, None, None
 
@@ -150,13 +187,29 @@ MAX_POOLS = (
     "max_pool3d_with_indices"
 ).split()
 
+
+def constant(call) -> Tensor:
+    """A new tensor made from x's shape, dtype or device only (``x.new_zeros(…)``,
+    ``torch.zeros_like(x)``): a constant, no relevance."""
+    return call.plain()
+
+
+JOINS = frozenset("cat concat concatenate stack hstack vstack dstack where masked_scatter".split())
+"""Routing operations that can join a constant to activations."""
+
+FACTORIES = (
+    "new_zeros new_ones new_full new_empty new_tensor zeros_like ones_like full_like "
+    "empty_like rand_like randn_like randint_like"
+).split()
+
 ROUTES = (
     "view view_as reshape reshape_as flatten unflatten ravel permute transpose t swapaxes "
     "swapdims movedim moveaxis squeeze unsqueeze contiguous clone expand expand_as repeat "
     "tile cat concat concatenate stack hstack vstack dstack split split_with_sizes chunk "
     "unbind tensor_split narrow select index_select gather take_along_dim __getitem__ roll "
     "flip fliplr flipud rot90 pixel_shuffle pixel_unshuffle channel_shuffle "
-    "native_channel_shuffle to type float double half cpu cuda dropout dropout1d dropout2d "
+    "native_channel_shuffle repeat_interleave to type float double half cpu cuda dropout "
+    "dropout1d dropout2d "
     "dropout3d alpha_dropout feature_alpha_dropout masked_fill where diagonal tril triu "
     "adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d "
     "amax amin max min maximum minimum max_unpool2d unfold T mT H mH"

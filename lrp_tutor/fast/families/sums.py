@@ -10,7 +10,8 @@ A sum of tensors that carry relevance, :math:`z_j = \sum_k a^{(k)}_j` (a residua
 
 A constant added, :math:`z_j = x_j + c_j` (a position embedding, a bias written as code), is
 an element-wise affine map whose bias absorbs :math:`c_j/\mathrm{stab}(z_j)\cdot R_j`, booked
-in the ledger.
+in the ledger. Its infinite entries (an attention mask's :math:`-\infty`) are filled in
+afterwards: nothing is sent there.
 
 >>> import torch
 >>> from lrp_tutor.fast.bookings import Recorder
@@ -56,11 +57,21 @@ def add(call) -> Tensor:
     if all(carried):
         return _join(call, value, [_scaled(call, a, sa), _scaled(call, b, sb)])
     x, c, sx, sc = (a, b, sa, sb) if carried[0] else (b, a, sb, sa)
-    constant = c * sc if isinstance(c, Tensor) else torch.as_tensor(c * sc).to(value)
-    weight = None if sx == 1 else torch.as_tensor(float(sx)).to(value)
+    like = dict(dtype=value.dtype, device=value.device)  # Python numbers in the value's precision
+    constant = c * sc if isinstance(c, Tensor) else torch.as_tensor(c * sc, **like)
+    weight = None if sx == 1 else torch.as_tensor(float(sx), **like)
 
     rule = call.rule("fixed")
-    layer = ScaleMap(weight, constant.detach(), call.session.scratch)
+    constant = constant.detach()
+    infinite = ~torch.isfinite(constant)
+    if bool(infinite.any()):  # an attention mask's -inf: filled in, nothing sent there
+        finite = constant.masked_fill(infinite, 0.0)
+        layer = ScaleMap(weight, finite, call.session.scratch)
+        out = explain_linear(x, value, layer, rule, call.booking("add"), call.where())
+        result = torch.where(infinite, value, out)
+        call.session.learn(result, out)
+        return result
+    layer = ScaleMap(weight, constant, call.session.scratch)
     return explain_linear(x, value, layer, rule, call.booking("add"), call.where())
 
 
