@@ -26,6 +26,7 @@ from .heatmaps import compare, heatmap
 from .matrices import messages
 from .spray import spray_figure
 from .style import lecture_mode
+from .taylor import root_points
 from .waterfall import ledger_waterfall
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "stabilization",
     "ledger_waterfall",
     "relevance_flow",
+    "root_points",
     "lecture_mode",
     "save",
     "style",
