@@ -37,6 +37,7 @@ EXPECTED = [
     "07_real_models.ipynb",
     "08_evaluating_explanations.ipynb",
     "09_unmasking_a_clever_hans.ipynb",
+    "10_deep_taylor_decomposition.ipynb",
     "lecture_demo.ipynb",
 ]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"

@@ -687,6 +687,7 @@ def test_public_names():
         "stabilization",
         "ledger_waterfall",
         "relevance_flow",
+        "root_points",
         "lecture_mode",
         "save",
         "style",
