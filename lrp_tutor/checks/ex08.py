@@ -1,7 +1,7 @@
 r"""Exercise 08: LRP for a whole network from scratch, in Montavon's four steps.
 
 Every layer that has weights sends its relevance down in four steps (Montavon et al. 2019,
-*Layer-Wise Relevance Propagation: An Overview*, sec. 10.3):
+*Layer-Wise Relevance Propagation: An Overview*, sec. 10.2.2):
 
 .. math::
 
