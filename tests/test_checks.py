@@ -154,6 +154,63 @@ def eigengap(eigenvalues):
     return int(np.argmax(gaps[1:])) + 2
 
 
+def lrp_dense(x, W, b, R_out, rho, eps):
+    z = x @ rho(W) + rho(b)
+    d = z + eps * sign(z)
+    s = np.divide(R_out, d, out=np.zeros_like(d), where=d != 0)
+    return x * (s @ rho(W).T)
+
+
+def _per_sample_sum(x, W, b, R_out, rho, eps):
+    z = x @ rho(W) + rho(b)
+    d = z + eps * sign(z)
+    s = R_out.sum(axis=1, keepdims=True) / d.sum(axis=1, keepdims=True) * np.ones_like(R_out)
+    return x * (s @ rho(W).T)
+
+
+def lrp_mlp(layers, x, eps, *, mistake=None):
+    A = [x]
+    for k, (W, b) in enumerate(layers):
+        z = A[-1] @ W + b
+        A.append(z if k == len(layers) - 1 or mistake == "no relu" else np.maximum(z, 0))
+    logits = A[-1]
+    R = np.zeros_like(logits)
+    for n, c in enumerate(logits.argmax(axis=1)):
+        R[n, c] = 1.0 if mistake == "one-hot" else logits[n, c]
+    for k in reversed(range(len(layers))):
+        W, b = layers[k]
+        if mistake == "no bias":
+            b = 0 * b
+        R = lrp_dense(A[k], W, b, R, lambda w: w, 0.0 if mistake == "no eps" else eps)
+    return R
+
+
+def lrp_cnn(model, x, eps, *, mistake=None):
+    layers = list(model)
+    A = [x]
+    with torch.no_grad():
+        for layer in layers:
+            A.append(layer(A[-1]))
+    R = torch.zeros_like(A[-1])
+    c = A[-1].argmax(dim=1)
+    R[torch.arange(len(x)), c] = A[-1][torch.arange(len(x)), c]
+    for layer, a in zip(layers[::-1], A[-2::-1], strict=True):
+        if isinstance(layer, torch.nn.Flatten):
+            R = R.reshape(a.shape)
+        elif isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear, torch.nn.MaxPool2d)):
+            a = a.clone().requires_grad_(True)
+            z = layer.forward(a)
+            e = eps if not isinstance(layer, torch.nn.MaxPool2d) or mistake == "pool eps" else 0
+            if mistake == "float32 sign":
+                d = z + e * torch.where(z >= 0, 1.0, -1.0)
+            else:
+                d = z + e * torch.where(z >= 0, torch.ones_like(z), -torch.ones_like(z))
+            s = torch.where(d == 0, torch.zeros_like(d), R / torch.where(d == 0, 1.0, d).to(d))
+            (z * (s if mistake == "no detach" else s.detach())).sum().backward()
+            R = (a * a.grad).detach()
+    return R
+
+
 # --------------------------------------------------------------------------------------
 # Each checker: the right answer passes, typical mistakes are named.
 
@@ -177,6 +234,9 @@ RIGHT = {
     "06.3": aopc,
     "07.1": normalize_heatmaps,
     "07.2": eigengap,
+    "08.1": lrp_dense,
+    "08.2": lrp_mlp,
+    "08.3": lrp_cnn,
 }
 
 
@@ -374,6 +434,36 @@ WRONG = {
         (lambda lam: int(np.argmax(np.diff(lam))) + 1, "k ≥ 2 only"),
         (lambda lam: float(np.max(np.diff(lam)[1:])), "size of the largest gap"),
         (lambda lam: int(np.argmax(np.diff(lam)[1:])) + 3, "k + 1"),
+    ],
+    "08.1": [
+        (lambda x, W, b, R, rho, eps: lrp_dense(x, W, 0 * b, R, rho, eps), "forgot the bias"),
+        (
+            lambda x, W, b, R, rho, eps: x * ((R / (x @ rho(W) + rho(b))) @ rho(W).T),
+            "without the stabiliser",
+        ),
+        (
+            lambda x, W, b, R, rho, eps: x * ((R / stabilize(x @ rho(W) + rho(b), eps)) @ rho(W)),
+            "c = s @ rho(W).T",  # a transposed W raises on a non-square layer: the hint says so
+        ),
+        (lambda x, W, b, R, rho, eps: lrp_dense(x, W, b, R, lambda w: w, eps), "never applied rho"),
+        (_per_sample_sum, "sums instead of one s_j per neuron"),
+        (
+            lambda x, W, b, R, rho, eps: lrp_dense(x, W, b, R, rho, eps) / x,
+            "R_in = x * c",
+        ),
+    ],
+    "08.2": [
+        (lambda layers, x, eps: lrp_mlp(layers, x, eps, mistake="no bias"), "forgot the bias"),
+        (lambda layers, x, eps: lrp_mlp(layers, x, eps, mistake="no eps"), "stabiliser"),
+        (lambda layers, x, eps: lrp_mlp(layers, x, eps, mistake="one-hot"), "seeded R with 1"),
+        (lambda layers, x, eps: lrp_mlp(layers, x, eps, mistake="no relu"), "left out the ReLU"),
+    ],
+    "08.3": [
+        (lambda model, x, eps: lrp_cnn(model, x, eps, mistake="no detach"), "did not detach s"),
+        (lambda model, x, eps: lrp_cnn(model, x, eps, mistake="pool eps"), "max pooling too"),
+        (lambda model, x, eps: lrp_cnn(model, x, eps, mistake="float32 sign"), "float32"),
+        (lambda model, x, eps: lrp_cnn(model, x, 0.0), "without the stabiliser"),
+        (lambda model, x, eps: lrp_cnn(model, x, eps)[:, 0], "shape"),
     ],
 }
 

@@ -37,6 +37,7 @@ EXPECTED = [
     "07_real_models.ipynb",
     "08_evaluating_explanations.ipynb",
     "09_unmasking_a_clever_hans.ipynb",
+    "10_deep_taylor_decomposition.ipynb",
     "lecture_demo.ipynb",
 ]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -134,6 +135,19 @@ def test_lecture_demo_is_a_slide_deck():
     assert types.count("slide") >= 8, "a 20-minute demo needs more than a handful of slides"
     code = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
     assert "lt.lecture_mode()" in code, "the demo should switch lecture mode on"
+
+
+def test_deep_taylor_notebook_shows_every_root_point_rule_equal_to_the_rule_book():
+    """Notebook 10 derives z⁺, w², z^B (and, bias-free, LRP-0 and γ) from root points and
+    compares each with lt.rules; its stored outputs must say they agree, and that only w²'s
+    root point leaves the pixel box."""
+    nb = _read(FOLDER / "10_deep_taylor_decomposition.ipynb")
+    text = "".join(output.get("text", "") for _, output in _outputs(nb))
+    compared = re.findall(r"^(\S+).*(?:equal|equal to the root point): (True|False)$", text, re.M)
+    assert sorted(name for name, _ in compared) == sorted(["z⁺", "w²", "z^B", "LRP-0", "γ"])
+    assert all(flag == "True" for _, flag in compared), compared
+    outside = re.findall(r"^(\S+) .*inside the box \[0, 1\]²: False$", text, re.M)
+    assert outside == ["w²"]
 
 
 def test_copy_course_copies_every_notebook_and_refuses_to_overwrite(tmp_path):

@@ -687,6 +687,7 @@ def test_public_names():
         "stabilization",
         "ledger_waterfall",
         "relevance_flow",
+        "root_points",
         "lecture_mode",
         "save",
         "style",
@@ -711,3 +712,57 @@ def test_student_figures_still_show_after_an_lrp_tutor_figure(monkeypatch):
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute()
     shown = [[o for o in cell.outputs if "image/png" in o.get("data", {})] for cell in nb.cells]
     assert len(shown[0]) == 1 and len(shown[1]) == 1
+
+
+# --------------------------------------------------------------------------------------
+# root_points: deep Taylor decomposition in the plane
+
+
+def test_root_points_draws_the_input_the_roots_the_boundary_and_the_box():
+    roots = {"z⁺": [0.725, 0.95], "w²": [0.76, 1.02]}
+    fig = viz.root_points([2.0, -1.0], -0.5, [0.9, 0.95], roots, box=(0.0, 1.0))
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["x", "z⁺", "w²"]
+    markers = {line.get_label(): line.get_xydata()[0].tolist() for line in ax.lines}
+    assert markers["x"] == [0.9, 0.95]
+    assert markers["z⁺"] == [0.725, 0.95] and markers["w²"] == [0.76, 1.02]
+    (box,) = [line for line in ax.lines if line.get_gid() == "box"]
+    assert box.get_xydata().min(axis=0).tolist() == [0.0, 0.0]
+    assert box.get_xydata().max(axis=0).tolist() == [1.0, 1.0]
+    (boundary,) = [c for c in ax.collections if c.get_gid() == "boundary"]
+    # every vertex of the drawn boundary lies on w·p + b = 0
+    vertices = np.concatenate([p.vertices for p in boundary.get_paths()])
+    assert len(vertices) > 2
+    assert np.abs(vertices @ np.array([2.0, -1.0]) - 0.5).max() < 1e-6
+    # every point drawn is inside the axes' limits
+    for x, y in [*markers.values(), [0.0, 0.0], [1.0, 1.0]]:
+        assert ax.get_xlim()[0] < x < ax.get_xlim()[1] and ax.get_ylim()[0] < y < ax.get_ylim()[1]
+
+
+def test_root_points_shades_the_active_side():
+    fig = viz.root_points(torch.tensor([1.0, 1.0]), -1.0, np.array([1.0, 1.0]), {})
+    (ax,) = fig.axes
+    (active,) = [c for c in ax.collections if c.get_gid() == "active"]
+    inside = np.concatenate([p.vertices for p in active.get_paths()])
+    assert (inside @ np.array([1.0, 1.0]) - 1.0 >= -1e-6).all()  # only z ≥ 0 is shaded
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (([1.0, 2.0, 3.0], 0.0, [1.0, 1.0], {}), "w must be a finite point"),
+        (([1.0, 2.0], 0.0, [1.0], {}), "x must be a finite point"),
+        (([1.0, 2.0], "0", [1.0, 1.0], {}), "b must be a finite number"),
+        (([0.0, 0.0], 0.0, [1.0, 1.0], {}), "w is zero"),
+        (([1.0, 2.0], 0.0, [1.0, 1.0], [[0.0, 0.0]]), "roots must be a mapping"),
+        (([1.0, 2.0], 0.0, [1.0, 1.0], {"z⁺": [0.0, np.nan]}), "NaN"),
+    ],
+)
+def test_root_points_bad_input(args, message):
+    with pytest.raises(InputError, match=message):
+        viz.root_points(*args)
+
+
+def test_root_points_box_must_be_ordered():
+    with pytest.raises(InputError, match="low < high"):
+        viz.root_points([1.0, 1.0], 0.0, [0.5, 0.5], {}, box=(1.0, 0.0))

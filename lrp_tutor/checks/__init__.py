@@ -29,6 +29,7 @@ from .ex04 import ex04_contributions, ex04_messages, ex04_receptive_field, ex04_
 from .ex05 import ex05_composite, ex05_pixel_bounds, vgg16_skeleton
 from .ex06 import LinearModel, ex06_aopc, ex06_flip_order, ex06_pixel_flipping
 from .ex07 import ex07_eigengap, ex07_normalize
+from .ex08 import ex08_lrp_cnn, ex08_lrp_dense, ex08_lrp_mlp
 
 __all__ = [
     "CheckResult",
@@ -55,4 +56,7 @@ __all__ = [
     "LinearModel",
     "ex07_normalize",
     "ex07_eigengap",
+    "ex08_lrp_dense",
+    "ex08_lrp_mlp",
+    "ex08_lrp_cnn",
 ]

@@ -245,6 +245,8 @@ def _show(a: Any) -> str:
         return f"array of shape {a.shape}"
     if isinstance(a, float):
         return f"{a:g}"
+    if hasattr(a, "detach") and hasattr(a, "shape"):  # a torch tensor
+        return f"tensor of shape {tuple(a.shape)}"
     if callable(a):
         return getattr(a, "label", None) or getattr(a, "__name__", "a function")
     return repr(a)

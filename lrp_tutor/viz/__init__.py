@@ -30,6 +30,7 @@ from .matrices import messages
 from .patches import patch_grid, patch_overlay
 from .spray import spray_figure
 from .style import lecture_mode
+from .taylor import root_points
 from .tokens import TokenHeatmap, token_heatmap, token_heatmap_html
 from .waterfall import ledger_waterfall
 
@@ -50,6 +51,7 @@ __all__ = [
     "stabilization",
     "ledger_waterfall",
     "relevance_flow",
+    "root_points",
     "lecture_mode",
     "save",
     "style",
