@@ -169,8 +169,18 @@ def test_a_copied_notebook_runs_there(tmp_path):
 # ------------------------------------------------------------------------------------------
 # Every number the prose states comes from a cell that nbval checks
 
-PROSE_AUDITED = [name for name in EXPECTED if name != "07_real_models.ipynb"]
-"""The notebooks whose prose is audited (07 joins when its prose is; new notebooks too)."""
+PROSE_AUDITED = [
+    "01_conservation_by_hand.ipynb",
+    "02_stepping_through_a_digits_mlp.ipynb",
+    "03_the_epsilon_rule.ipynb",
+    "04_the_alpha_beta_rule.ipynb",
+    "05_convolutions_and_pooling.ipynb",
+    "06_lrp0_is_gradient_times_input.ipynb",
+    "08_evaluating_explanations.ipynb",
+    "09_unmasking_a_clever_hans.ipynb",
+    "lecture_demo.ipynb",
+]
+"""The notebooks whose prose has been audited; 07 and newer notebooks join once theirs is."""
 
 MEASURED_NUMBER = re.compile(
     r"(?<![\w.])(\d+(?:\.\d+)?)\s?\\?%"  # a percentage: 64 %, 91%, 91\% in LaTeX
