@@ -185,7 +185,7 @@ PROSE_AUDITED = [
 MEASURED_NUMBER = re.compile(
     r"(?<![\w.])(\d+(?:\.\d+)?)\s?\\?%"  # a percentage: 64 %, 91%, 91\% in LaTeX
     r"|(?<![\w.])(\d+(?:\.\d+)?)\s?×(?!\s?\d)"  # a ratio: 3×, 1.9× (not a size: 8×8, 3 × 3)
-    r"|(?<![\w.])(\d+\.\d+)(?![\w.])"  # a decimal: 0.927
+    r"|(?<![\w.])(\d+\.\d+)(?!\w|\.\d)"  # a decimal: 0.927 (also at the end of a sentence)
 )
 """What prose may only state when a checked cell prints it. Integers are not checked:
 counts, sizes, section and notebook numbers are constants of the setup."""
@@ -232,24 +232,35 @@ def _prose(source: str) -> str:
 
 
 def unbacked_numbers(nb: nbformat.NotebookNode) -> list[tuple[int, str]]:
-    """(cell index, token) for every measured-looking number in a markdown cell that no
-    nbval-checked cell prints (sanitised) and no code cell sets as a constant."""
-    constants: set[float] = set()
-    printed: list[str] = []
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        constants.update(float(n) for n in NUMBER.findall(cell.source))
-        if not _ignored(cell):
-            printed.append(_sanitize(_printed_text(cell)))
-    values = [float(n) for n in NUMBER.findall("\n".join(printed))]
+    """(cell index, token) for every measured-looking number in a markdown cell that neither a
+    code cell sets as a constant nor a neighbouring nbval-checked cell prints (sanitised).
 
-    def backed(token: str, percent: bool) -> bool:
+    Prose speaks about the cell just above or just below it, so a number counts as printed
+    only when the code cell right before or right after the markdown cell prints it; the
+    closing "Check yourself" cell may refer to any checked cell. An ignored cell prints
+    nothing that counts."""
+    constants: set[float] = set()
+    code = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    printed: dict[int, list[float]] = {}
+    for i in code:
+        cell = nb.cells[i]
+        constants.update(float(n) for n in NUMBER.findall(cell.source))
+        text = "" if _ignored(cell) else _sanitize(_printed_text(cell))
+        printed[i] = [float(n) for n in NUMBER.findall(text)]
+
+    def values_near(index: int) -> list[float]:
+        if "Check yourself" in nb.cells[index].source:
+            return [v for i in code for v in printed[i]]
+        before = [i for i in code if i < index][-1:]
+        after = [i for i in code if i > index][:1]
+        return [v for i in before + after for v in printed[i]]
+
+    def backed(token: str, percent: bool, values: list[float]) -> bool:
         if token in ALLOWED_IN_PROSE:
             return True
         p = float(token)
         digits = len(token.split(".")[1]) if "." in token else 0
-        candidates = [p, p / 100] if percent else [p]
+        candidates = [p / 100] if percent else [p]
         if any(c in constants for c in candidates):
             return True
         for q in values:
@@ -261,9 +272,10 @@ def unbacked_numbers(nb: nbformat.NotebookNode) -> list[tuple[int, str]]:
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "markdown":
             continue
+        values = values_near(index)
         for match in MEASURED_NUMBER.finditer(_prose(cell.source)):
             token = next(g for g in match.groups() if g is not None)
-            if not backed(token, percent=match.group(1) is not None):
+            if not backed(token, match.group(1) is not None, values):
                 missing.append((index, match.group(0)))
     return missing
 
@@ -307,6 +319,7 @@ def test_the_prose_audit_finds_a_quoted_timing():
                 ),
                 nbformat.v4.new_markdown_cell("An 8×8 image, ε = 0.25, 16 × 3 × 3 = 144."),
                 nbformat.v4.new_code_cell("rule = Epsilon(0.25)"),
+                nbformat.v4.new_markdown_cell("Far from the cell that printed it: 1.9."),
             ]
         )
 
@@ -315,8 +328,9 @@ def test_the_prose_audit_finds_a_quoted_timing():
         (0, "3×"),
         (0, "64 %"),
         (0, "70\\%"),
+        (4, "1.9"),
     ]
-    assert unbacked_numbers(notebook(ignored=False)) == []
+    assert unbacked_numbers(notebook(ignored=False)) == [(4, "1.9")]
 
 
 # ------------------------------------------------------------------------------------------
