@@ -33,7 +33,9 @@ does not pass on is exactly what its bias and its stabiliser absorbed:
 
 The stepper (``lrp_tutor.stepper``) evaluates these formulas neuron by neuron in float64;
 the fast path (``lrp_tutor.fast``) evaluates the same parts for whole batches as
-:math:`s = R / \mathrm{stab}(z)`, :math:`c = \rho(W)^\top s`, :math:`R_{in} = \phi(x) \odot c`.
+:math:`z = \rho(W)^\top \phi(x) + \rho(b)`, :math:`s = R / \mathrm{stab}(z)`,
+:math:`c = \rho(W)\, s`, :math:`R_{in} = \phi(x) \odot c`, with :math:`W_{ij}` from input *i*
+to neuron *j*.
 
 Examples
 --------

@@ -18,7 +18,9 @@ from torch import nn
 from lrp_tutor import evaluate
 from lrp_tutor.errors import InputError
 from lrp_tutor.evaluate import (
+    ComparisonResult,
     FlippingResult,
+    RandomizationResult,
     compare_rules,
     gradient,
     gradient_x_input,
@@ -469,6 +471,54 @@ def test_randomization_keeps_the_target_and_is_reproducible():
     assert not np.array_equal(a.similarity["spearman"], c.similarity["spearman"])
 
 
+def _randomization_result(spearman_abs, spearman, ssim, **kwargs):
+    """A result whose fully randomised step has the given mean similarities (2 samples)."""
+    values = {"spearman_abs": spearman_abs, "spearman": spearman, "ssim": ssim}
+    similarity = {m: np.array([[1.0, 1.0], [v - 0.01, v + 0.01]]) for m, v in values.items()}
+    return RandomizationResult(
+        steps=["original", "0"], similarity=similarity, heatmaps=np.zeros((2, 2, 3)), **kwargs
+    )
+
+
+def test_the_verdict_says_an_explanation_ignores_the_model_only_if_every_measure_agrees():
+    same = _randomization_result(0.95, 0.9, 0.8, label="copy")
+    assert same.flagged and same.verdict.startswith("FLAGGED: 'copy'")
+    assert "does not depend on what the model learned" in same.verdict
+    assert "spearman = 0.9" in same.verdict and "ssim = 0.8" in same.verdict
+
+    # |h| ranks alike, the signed map changed: the digits' zero background (notebook 08)
+    magnitudes = _randomization_result(0.93, -0.03, 0.03, label="ε")
+    assert magnitudes.flagged and magnitudes.verdict.startswith("FLAGGED by spearman_abs")
+    assert "does not depend" not in magnitudes.verdict
+    assert "spearman_abs = 0.93 ≥ 0.5" in magnitudes.verdict
+    assert "spearman = -0.03, ssim = 0.03 < 0.5" in magnitudes.verdict
+    assert "structure of the input" in magnitudes.verdict
+
+    passed = _randomization_result(0.2, 0.1, 0.6, label="g")
+    assert not passed.flagged and passed.verdict.startswith("Passed")
+    assert "although ssim = 0.6 ≥ 0.5" in passed.verdict
+    clean = _randomization_result(0.2, 0.1, 0.1, label="g")
+    assert clean.verdict == (
+        "Passed: The explanation of 'g' changes when the model is randomised "
+        "(spearman_abs = 0.2 < 0.5)."
+    )
+    # the flag may read another measure: then that one decides
+    by_ssim = _randomization_result(0.93, -0.03, 0.03, measure="ssim")
+    assert not by_ssim.flagged and "although spearman_abs = 0.93 ≥ 0.5" in by_ssim.verdict
+
+
+def test_an_input_weighted_explainer_on_a_zero_background_is_not_said_to_ignore_the_model():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 3)).to(DTYPE)
+    x = torch.zeros(6, 32, dtype=DTYPE)
+    x[:, :10] = 0.5 + torch.rand(6, 10, dtype=DTYPE)  # two thirds of every input are 0
+    result = randomization_check(model, x, 0, gradient_x_input)
+    assert result.flagged  # |h| is 0 on the same pixels, whatever the weights
+    assert result.final_of("spearman") < 0.5  # but the signed map changed
+    assert "does not depend" not in result.verdict
+    assert result.verdict.startswith("FLAGGED by spearman_abs")
+
+
 def test_randomization_check_errors():
     model, x = mlp(), torch.rand(2, 12, dtype=DTYPE)
     with pytest.raises(InputError, match="no layer '7'"):
@@ -484,7 +534,7 @@ def test_randomization_check_errors():
 
 
 def test_compare_rules_ranks_the_right_explanation_first():
-    model, x = one_pixel_model(), positive_images(n=4)
+    model, x = one_pixel_model(), positive_images(n=8)  # 4 leave it within noise of random
 
     def backwards(m, inputs, target):  # ranks pixel K last
         return -gradient_x_input(m, inputs, target)
@@ -496,6 +546,42 @@ def test_compare_rules_ranks_the_right_explanation_first():
     assert result.best == "grad×input"
     assert "grad×input" in repr(result) and "<table>" in result._repr_html_()
     assert result["backwards"].label == "backwards"
+
+
+def _flipping(aopc, label):
+    """A result whose per-sample AOPC is ``aopc``: one step, f(x⁽⁰⁾) = 0, f(x⁽¹⁾) = −2·AOPC."""
+    aopc = np.asarray(aopc, dtype=float)
+    scores = np.stack([np.zeros_like(aopc), -2.0 * aopc], axis=1)
+    return FlippingResult(np.array([0.0, 1.0]), scores, np.zeros(len(aopc), int), label=label)
+
+
+def test_best_is_named_only_when_the_lead_exceeds_the_noise():
+    rng = np.random.default_rng(0)
+    base = rng.normal(10.0, 3.0, size=20)
+    noise = rng.normal(0.0, 1.0, size=20)
+    noise -= noise.mean()  # the paired difference has mean 0.1, standard error ≈ 0.16
+    close = ComparisonResult(
+        {"a": _flipping(base + 0.1 + noise, "a"), "b": _flipping(base, "b"),
+         "floor": _flipping(base - 5.0, "floor")}
+    )  # fmt: skip
+    mean, stderr = close.difference("a", "b")
+    assert mean == pytest.approx(0.1) and stderr == pytest.approx(np.std(noise, ddof=1) / 20**0.5)
+    assert close.leaders() == ["a", "b"] and close.best is None
+    assert close.verdict().startswith("no single best: a, b are within 2 standard errors")
+    assert "<b>" not in close._repr_html_()
+    lines = close.versus("floor").splitlines()
+    assert lines[1].startswith("a ") and lines[1].endswith("ahead")
+    assert lines[2].startswith("b ") and lines[2].endswith("ahead")
+    assert close.versus("b").splitlines()[1].endswith("within noise")
+
+    clear = ComparisonResult({"a": _flipping(base + 1.0 + noise, "a"), "b": _flipping(base, "b")})
+    assert clear.leaders() == ["a"] and clear.best == "a"
+    assert clear.verdict().startswith("best: a (ahead of b by 1 ± 0.16, more than 2")
+    assert "<b>a</b>" in clear._repr_html_()
+    assert clear.versus("a").splitlines()[1].endswith("behind")
+
+    one = ComparisonResult({"a": _flipping([3.0], "a"), "b": _flipping([1.0], "b")})
+    assert one.best is None and "no estimate of the noise" in one.verdict()
 
 
 def test_compare_rules_passes_rules_and_composites_to_the_fast_path(monkeypatch):

@@ -181,6 +181,173 @@ def test_a_copied_notebook_runs_there(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
+# Every number the prose states comes from a cell that nbval checks
+
+PROSE_AUDITED = [
+    "01_conservation_by_hand.ipynb",
+    "02_stepping_through_a_digits_mlp.ipynb",
+    "03_the_epsilon_rule.ipynb",
+    "04_the_alpha_beta_rule.ipynb",
+    "05_convolutions_and_pooling.ipynb",
+    "06_lrp0_is_gradient_times_input.ipynb",
+    "08_evaluating_explanations.ipynb",
+    "09_unmasking_a_clever_hans.ipynb",
+    "lecture_demo.ipynb",
+]
+"""The notebooks whose prose has been audited; 07 and newer notebooks join once theirs is."""
+
+MEASURED_NUMBER = re.compile(
+    r"(?<![\w.])(\d+(?:\.\d+)?)\s?\\?%"  # a percentage: 64 %, 91%, 91\% in LaTeX
+    r"|(?<![\w.])(\d+(?:\.\d+)?)\s?×(?!\s?\d)"  # a ratio: 3×, 1.9× (not a size: 8×8, 3 × 3)
+    r"|(?<![\w.])(\d+\.\d+)(?!\w|\.\d)"  # a decimal: 0.927 (also at the end of a sentence)
+)
+"""What prose may only state when a checked cell prints it. Integers are not checked:
+counts, sizes, section and notebook numbers are constants of the setup."""
+
+ALLOWED_IN_PROSE = {
+    "0.25": "ε = 0.25 · RMS(z), the constant of Montavon's tutorial, quoted in notebook 03",
+}
+"""Numbers prose may state although no cell prints them or sets them, each with its reason
+(a constant quoted from a paper, never a measurement). Keep it short."""
+
+NUMBER = re.compile(r"\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+IGNORE_MARKERS = ("NBVAL_IGNORE_OUTPUT", "NBVAL_SKIP", "NBVAL_CHECK_OUTPUT_IGNORE")
+IGNORE_TAGS = {"nbval-ignore-output", "nbval-skip", "raises-exception"}
+
+
+def _ignored(cell) -> bool:
+    """Whether nbval does not compare this cell's output."""
+    tags = set(cell.get("metadata", {}).get("tags", []))
+    return bool(tags & IGNORE_TAGS) or any(m in cell.source for m in IGNORE_MARKERS)
+
+
+def _sanitize(text: str) -> str:
+    """Apply tests/nbval_sanitize.cfg: what it masks, nbval does not check."""
+    config = (Path(__file__).parent / "nbval_sanitize.cfg").read_text()
+    pairs = re.findall(r"^regex: (.*)\nreplace: (.*)$", config, flags=re.M)
+    for pattern, replacement in pairs:
+        text = re.sub(pattern, replacement, text)
+    return text
+
+
+def _printed_text(cell) -> str:
+    parts = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            parts.append(output.get("text", ""))
+        else:
+            parts.append(output.get("data", {}).get("text/plain", ""))
+    return "".join(parts)
+
+
+def _prose(source: str) -> str:
+    """Markdown without inline code spans and HTML tags (code, not claims)."""
+    return re.sub(r"<[^>]+>", " ", re.sub(r"`[^`]*`", " ", source))
+
+
+def unbacked_numbers(nb: nbformat.NotebookNode) -> list[tuple[int, str]]:
+    """(cell index, token) for every measured-looking number in a markdown cell that neither a
+    code cell sets as a constant nor a neighbouring nbval-checked cell prints (sanitised).
+
+    Prose speaks about the cell just above or just below it, so a number counts as printed
+    only when the code cell right before or right after the markdown cell prints it; the
+    closing "Check yourself" cell may refer to any checked cell. An ignored cell prints
+    nothing that counts."""
+    constants: set[float] = set()
+    code = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code"]
+    printed: dict[int, list[float]] = {}
+    for i in code:
+        cell = nb.cells[i]
+        constants.update(float(n) for n in NUMBER.findall(cell.source))
+        text = "" if _ignored(cell) else _sanitize(_printed_text(cell))
+        printed[i] = [float(n) for n in NUMBER.findall(text)]
+
+    def values_near(index: int) -> list[float]:
+        if "Check yourself" in nb.cells[index].source:
+            return [v for i in code for v in printed[i]]
+        before = [i for i in code if i < index][-1:]
+        after = [i for i in code if i > index][:1]
+        return [v for i in before + after for v in printed[i]]
+
+    def backed(token: str, percent: bool, values: list[float]) -> bool:
+        if token in ALLOWED_IN_PROSE:
+            return True
+        p = float(token)
+        digits = len(token.split(".")[1]) if "." in token else 0
+        candidates = [p / 100] if percent else [p]
+        if any(c in constants for c in candidates):
+            return True
+        for q in values:
+            if round(q, digits) == p or (percent and round(100 * q, digits) == p):
+                return True
+        return False
+
+    missing = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        values = values_near(index)
+        for match in MEASURED_NUMBER.finditer(_prose(cell.source)):
+            token = next(g for g in match.groups() if g is not None)
+            if not backed(token, match.group(1) is not None, values):
+                missing.append((index, match.group(0)))
+    return missing
+
+
+@pytest.mark.parametrize("name", PROSE_AUDITED, ids=lambda n: n.removesuffix(".ipynb"))
+def test_every_number_in_the_prose_is_printed_by_a_checked_cell(name):
+    missing = unbacked_numbers(_read(FOLDER / name))
+    assert not missing, (
+        f"{name}: the prose states numbers that no cell checked by nbval prints (or that only "
+        f"an NBVAL_IGNORE_OUTPUT cell prints): {missing}. Print the number (or the sentence) "
+        "from a code cell nbval compares, or refer to the cell instead of quoting it."
+    )
+
+
+@pytest.mark.parametrize("name", PROSE_AUDITED, ids=lambda n: n.removesuffix(".ipynb"))
+def test_an_ignored_cell_says_why(name):
+    path = FOLDER / name
+    for index, cell in enumerate(_read(path).cells):
+        if cell.cell_type == "code" and _ignored(cell):
+            lines = cell.source.splitlines()
+            reason = [line for line in lines[1:3] if line.startswith("#") and len(line) > 10]
+            assert reason, (
+                f"{path.name}, cell {index}: nbval ignores its output; the next line should "
+                "say why in a comment (e.g. '# (timings differ from run to run)')"
+            )
+
+
+def test_the_prose_audit_finds_a_quoted_timing():
+    def notebook(ignored: bool):
+        marker = "# NBVAL_IGNORE_OUTPUT\n# (timings)\n" if ignored else ""
+        return nbformat.v4.new_notebook(
+            cells=[
+                nbformat.v4.new_markdown_cell(
+                    "It costs 1.9–3× a gradient, 64 % of it, $\\approx 70\\%$."
+                ),
+                nbformat.v4.new_code_cell(
+                    marker + "print(ratio)",
+                    outputs=[
+                        nbformat.v4.new_output("stream", name="stdout", text="1.9 3 0.64 0.7\n")
+                    ],
+                ),
+                nbformat.v4.new_markdown_cell("An 8×8 image, ε = 0.25, 16 × 3 × 3 = 144."),
+                nbformat.v4.new_code_cell("rule = Epsilon(0.25)"),
+                nbformat.v4.new_markdown_cell("Far from the cell that printed it: 1.9."),
+            ]
+        )
+
+    assert unbacked_numbers(notebook(ignored=True)) == [
+        (0, "1.9"),
+        (0, "3×"),
+        (0, "64 %"),
+        (0, "70\\%"),
+        (4, "1.9"),
+    ]
+    assert unbacked_numbers(notebook(ignored=False)) == [(4, "1.9")]
+
+
+# ------------------------------------------------------------------------------------------
 # Re-executing and cleaning (python tests/test_notebooks.py [paths])
 
 

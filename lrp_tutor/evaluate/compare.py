@@ -4,25 +4,36 @@ Every method explains the same inputs for the same targets; then :func:`pixel_fl
 removes the regions it calls most relevant first. The table lists each method's
 :math:`\mathrm{AOPC} = \frac{1}{L+1}\sum_{k=0}^{L} (f(x^{(0)}) - f(x^{(k)}))`, mean ± std
 over samples; a random order is added as the floor to beat.
+
+**Which method is best?** Every method sees the same samples, so two methods are compared
+sample by sample: the mean of the per-sample AOPC differences and its standard error
+:math:`\mathrm{sd}/\sqrt{N}`. A method is called *best* only when it leads every other
+method by more than ``z`` (default 2) standard errors of that paired difference; otherwise
+the methods within noise of the top are named together and none is "best".
 """
 
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from ..errors import InputError
 from ._common import as_input, resolve_target
 from .flipping import FlippingResult, pixel_flipping
 
-__all__ = ["ComparisonResult", "compare_rules", "RANDOM_LABEL"]
+__all__ = ["ComparisonResult", "compare_rules", "RANDOM_LABEL", "NOISE_Z"]
 
 RANDOM_LABEL = "random order"
 """The name of the random-order baseline in tables and legends."""
+
+NOISE_Z = 2.0
+"""A difference of mean AOPC counts only beyond this many standard errors (paired)."""
 
 
 @dataclass
@@ -50,10 +61,84 @@ class ComparisonResult:
             for name, result in self.results.items()
         ]
 
+    def difference(self, a: str, b: str) -> tuple[float, float]:
+        r"""The mean AOPC of ``a`` minus that of ``b``, and its standard error.
+
+        Both methods flipped the same samples, so the difference is taken sample by sample,
+        :math:`d_n = \mathrm{AOPC}_a(x_n) - \mathrm{AOPC}_b(x_n)`; the standard error is
+        :math:`\mathrm{sd}(d) / \sqrt{N}` (NaN for one sample: no noise estimate).
+        """
+        d = self.results[a].aopc - self.results[b].aopc
+        if d.shape[0] < 2:
+            return float(d.mean()), float("nan")
+        return float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.shape[0]))
+
+    def leaders(self, z: float = NOISE_Z) -> list[str]:
+        """The method with the largest mean AOPC and every method within ``z`` standard
+        errors of it (paired differences), best first. With one sample nothing can be told
+        apart: every method is listed."""
+        ranked = sorted(self.results, key=lambda name: -self.results[name].aopc_mean)
+        top = ranked[0]
+        tied = [top]
+        for name in ranked[1:]:
+            mean, stderr = self.difference(top, name)
+            if not (mean > z * stderr):  # NaN (one sample) counts as a tie
+                tied.append(name)
+        return tied
+
     @property
-    def best(self) -> str:
-        """The method with the largest mean AOPC (the steepest drop)."""
-        return max(self.results, key=lambda name: self.results[name].aopc_mean)
+    def best(self) -> str | None:
+        """The method with the largest mean AOPC, if it leads every other method by more
+        than :data:`NOISE_Z` standard errors of the paired difference; else ``None``."""
+        leaders = self.leaders()
+        return leaders[0] if len(leaders) == 1 else None
+
+    def verdict(self, z: float = NOISE_Z) -> str:
+        """Which method leads, in one sentence that says whether the lead exceeds the noise."""
+        leaders = self.leaders(z)
+        n = int(self.results[leaders[0]].scores.shape[0])
+        if len(leaders) == 1:
+            runner_up = max(
+                (name for name in self.results if name != leaders[0]),
+                key=lambda name: self.results[name].aopc_mean,
+                default=None,
+            )
+            if runner_up is None:
+                return f"only one method: {leaders[0]}"
+            mean, stderr = self.difference(leaders[0], runner_up)
+            return (
+                f"best: {leaders[0]} (ahead of {runner_up} by {mean:.3g} ± {stderr:.2g}, "
+                f"more than {z:g} standard errors over {n} samples)"
+            )
+        if n < 2:
+            return "no best: one sample gives no estimate of the noise"
+        return (
+            f"no single best: {', '.join(leaders)} are within {z:g} standard errors of the "
+            f"top (paired differences over {n} samples)"
+        )
+
+    def versus(self, reference: str = RANDOM_LABEL, z: float = NOISE_Z) -> str:
+        """Every method against ``reference`` (default the random order): the paired mean
+        difference of AOPC ± its standard error, and whether it is ahead, behind or within
+        noise (``z`` standard errors)."""
+        if reference not in self.results:
+            raise InputError(f"{reference!r} is not a method of this comparison.")
+        width = max(len(name) for name in self.results)
+        lines = [f"{'method':<{width}}  AOPC − {reference} (± standard error)"]
+        for name in self.results:
+            if name == reference:
+                continue
+            mean, stderr = self.difference(name, reference)
+            if not np.isfinite(stderr):
+                word = "no noise estimate (one sample)"
+            elif mean > z * stderr:
+                word = "ahead"
+            elif mean < -z * stderr:
+                word = "behind"
+            else:
+                word = "within noise"
+            lines.append(f"{name:<{width}}  {mean:+.3g} ± {stderr:.2g}  {word}")
+        return "\n".join(lines)
 
     def plot(self, ax: Any = None, **kwargs: Any) -> Any:
         """The mean flipping curve of every method, AOPC in the legend."""
@@ -80,7 +165,7 @@ class ComparisonResult:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        best = self.best
+        best = self.best  # None: no method leads beyond the noise, none in bold
         rows = "".join(
             f"<tr><td>{'<b>' if row['method'] == best else ''}{html.escape(row['method'])}"
             f"{'</b>' if row['method'] == best else ''}</td>"
@@ -125,7 +210,8 @@ def compare_rules(
     Returns
     -------
     ComparisonResult
-        ``.table`` (list of dicts), ``.plot()`` (curves), ``.bars()`` (AOPC chart).
+        ``.table`` (list of dicts), ``.plot()`` (curves), ``.bars()`` (AOPC chart),
+        ``.best`` / ``.verdict()`` (a leader only beyond the noise), ``.versus()``.
 
     Examples
     --------

@@ -15,6 +15,8 @@ explanation and that of the fully randomised model is still ≥ 0.5. (Adebayo et
 guided backpropagation far above this line and the gradient far below.) Note that
 gradient × input keeps the structure of the input itself: on inputs with many equal
 values (black background) its :math:`|h|` stays correlated even for a random model.
+The verdict therefore reports all three measures, and says that an explanation does not
+depend on the model only when every measure stays similar.
 
 The user's model is never touched: the copy is made with ``copy.deepcopy``, put in eval
 mode, and it is the copy that is explained, also for the original explanation.
@@ -45,6 +47,12 @@ RANDOMIZATION_ORDERS = ("top-down", "bottom-up", "independent")
 
 DEFAULT_THRESHOLD = 0.5
 """An explainer whose similarity after randomisation stays ≥ this value is flagged."""
+
+_WHAT = {
+    "spearman_abs": "the ranking of |h| (where the relevance is, whatever its sign)",
+    "spearman": "the ranking of h",
+    "ssim": "the structure of h",
+}
 
 
 @dataclass
@@ -89,14 +97,19 @@ class RandomizationResult:
             count = finite.sum(axis=1)
             return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
+    def final_of(self, measure: str | None = None) -> float:
+        """The similarity by ``measure`` (default the flag's) after the last cascading step
+        (the fully random model), or its mean over all steps for ``order="independent"``."""
+        means = self.mean(measure)[1:]
+        if means.size == 0:
+            return float("nan")
+        return float(means.mean() if self.order == "independent" else means[-1])
+
     @property
     def final(self) -> float:
         """The similarity the flag reads: after the last cascading step (the fully random
         model), or the mean over all steps for ``order="independent"``."""
-        means = self.mean()[1:]
-        if means.size == 0:
-            return float("nan")
-        return float(means.mean() if self.order == "independent" else means[-1])
+        return self.final_of(self.measure)
 
     @property
     def flagged(self) -> bool:
@@ -105,19 +118,47 @@ class RandomizationResult:
 
     @property
     def verdict(self) -> str:
-        """The check's outcome in one sentence."""
-        name = f"{self.label!r}" if self.label else "The explainer"
+        """The check's outcome in words that claim no more than the three measures show.
+
+        The flag reads one measure. The sentence also reports the two others: an explainer
+        is said not to depend on what the model learned only when *every* measure stays at
+        or above the threshold. When the flag's measure stays high but another measure
+        fell (typically: the rank correlation of :math:`|h|` stays high while the signed
+        map changed), the verdict says so and names the likely cause, instead of claiming
+        that the explanation ignores the model.
+        """
+        name = f"{self.label!r}" if self.label else "the explainer"
         what = "the fully randomised model" if self.order != "independent" else "random layers"
-        value = f"{self.measure} = {self.final:.3g}"
+        finals = {m: self.final_of(m) for m in MEASURES}
+
+        def values(measures: Sequence[str]) -> str:
+            return ", ".join(f"{m} = {finals[m]:.3g}" for m in measures)
+
+        high = [m for m in MEASURES if finals[m] >= self.threshold]
+        low = [m for m in MEASURES if not finals[m] >= self.threshold]  # NaN counts as low
+        t = f"{self.threshold:g}"
+        if self.flagged and not low:
+            return (
+                f"FLAGGED: {name} explains {what} almost as it explains the trained one by "
+                f"every measure ({values(MEASURES)}, all ≥ {t}); it does not depend on what "
+                "the model learned."
+            )
         if self.flagged:
             return (
-                f"FLAGGED: {name} explains {what} almost as it explains the trained one "
-                f"({value} ≥ {self.threshold:g}); it does not depend on what the model learned."
+                f"FLAGGED by {self.measure}: for {what}, {_WHAT[self.measure]} of {name} stays "
+                f"similar ({values(high)} ≥ {t}), but {values(low)} < {t}: that part of the "
+                "explanation changed. The check alone cannot tell whether the explanation "
+                "ignores the model or keeps only the structure of the input (e.g. pixels "
+                "with x = 0 get no relevance under any weights)."
             )
         whose = f"The explanation of {self.label!r}" if self.label else "The explanation"
-        return (
-            f"Passed: {whose} changes when the model is randomised ({value} < {self.threshold:g})."
+        sentence = (
+            f"Passed: {whose} changes when the model is randomised "
+            f"({self.measure} = {self.final:.3g} < {t})"
         )
+        if high:
+            return f"{sentence}, although {values(high)} ≥ {t}."
+        return f"{sentence}."
 
     def plot(self, ax: Any = None, **kwargs: Any) -> Any:
         """Similarity per randomised layer, one line per measure, the threshold dashed."""
