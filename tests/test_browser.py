@@ -344,7 +344,7 @@ def _move_epsilon(page, before_src: str) -> None:
 
 # ---- layout: every widget's pictures shown whole, in normal and lecture mode ----------------
 
-LAYOUT_VIEWPORT = {"width": 1280, "height": 900}  # a lecture hall's projector
+LAYOUT_VIEWPORT = {"width": 1024, "height": 768}  # a lecture hall's projector (XGA)
 LAYOUT_MODES = ("normal", "lecture")
 
 LAYOUT_SETUP = """\
