@@ -635,3 +635,14 @@ def test_widget_figures_lie_whole_inside_their_pictures(deck, name, mode):
             problems[view] = found
     assert seen > 0
     assert not problems, f"{name} in {mode} mode: {problems}"
+
+
+def test_cluster_browser_follows_lecture_mode(deck):
+    normal = deck.clusters.widget(images=deck.cluster_images)
+    with style.lecture_mode(scale=1.8):
+        lecture = deck.clusters.widget(images=deck.cluster_images)
+    title = [browser.figure.axes[0].title for browser in (normal, lecture)]
+    assert title[1].get_fontsize() > 1.5 * title[0].get_fontsize()
+    assert title[0].get_text() == "mean of cluster 0"  # two lines only where the type is large
+    assert title[1].get_text() == "mean of\ncluster 0"
+    assert png_size(lecture.image.value)[1] > png_size(normal.image.value)[1]
