@@ -161,16 +161,9 @@ def _launch(command: list[str], cwd: Path, env: dict[str, str], log: Path) -> su
         )
 
 
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A JupyterLab server in a temporary root with the explorer notebook: (url, token)."""
-    _need_browser()
-    root = tmp_path / "root"
-    root.mkdir()
-    env, kernel = _jupyter_home(tmp_path / "jupyter")
-    (root / "explorer.ipynb").write_text(json.dumps(_notebook(kernel)))
+def _lab_server(root: Path, env: dict[str, str], log: Path) -> Iterator[tuple[str, str]]:
+    """JupyterLab serving ``root`` on 127.0.0.1 with a token: (url, token); stopped after."""
     port, token = _free_port(), secrets.token_hex(16)
-    log = tmp_path / "jupyterlab.log"
     command = [
         sys.executable,
         "-m",
@@ -195,6 +188,17 @@ def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
         yield url, token
     finally:
         _stop(process)
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A JupyterLab server in a temporary root with the explorer notebook: (url, token)."""
+    _need_browser()
+    root = tmp_path / "root"
+    root.mkdir()
+    env, kernel = _jupyter_home(tmp_path / "jupyter")
+    (root / "explorer.ipynb").write_text(json.dumps(_notebook(kernel)))
+    yield from _lab_server(root, env, tmp_path / "jupyterlab.log")
 
 
 def _chromium(playwright):
@@ -260,24 +264,14 @@ lt.widgets.rule_explorer(lt.zoo.digits_cnn(), x)
 """
 
 
-@pytest.fixture
-def voila(tmp_path: Path) -> Iterator[str]:
-    """Voilà serving a notebook that shows the explorer on a shipped digit: its url."""
-    _need_browser()
-    pytest.importorskip("voila", reason="voila is not installed (pip install voila)")
-    root = tmp_path / "root"
-    root.mkdir()
-    env, kernel = _jupyter_home(tmp_path / "jupyter")
-    notebook = _notebook(kernel)
-    notebook["cells"][0]["source"] = VOILA_SOURCE.splitlines(keepends=True)
-    (root / "explorer.ipynb").write_text(json.dumps(notebook))
+def _voila_server(root: Path, notebook: str, env: dict[str, str], log: Path) -> Iterator[str]:
+    """Voilà serving ``root/notebook`` on 127.0.0.1 (no token): its url; stopped after."""
     port = _free_port()
-    log = tmp_path / "voila.log"
     command = [  # Voilà 0.5 asks for no token unless --token is given; root needs no flag
         sys.executable,
         "-m",
         "voila",
-        "explorer.ipynb",
+        notebook,
         "--no-browser",
         "--Voila.ip=127.0.0.1",
         f"--Voila.port={port}",
@@ -291,6 +285,20 @@ def voila(tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         _stop(process)
+
+
+@pytest.fixture
+def voila(tmp_path: Path) -> Iterator[str]:
+    """Voilà serving a notebook that shows the explorer on a shipped digit: its url."""
+    _need_browser()
+    pytest.importorskip("voila", reason="voila is not installed (pip install voila)")
+    root = tmp_path / "root"
+    root.mkdir()
+    env, kernel = _jupyter_home(tmp_path / "jupyter")
+    notebook = _notebook(kernel)
+    notebook["cells"][0]["source"] = VOILA_SOURCE.splitlines(keepends=True)
+    (root / "explorer.ipynb").write_text(json.dumps(notebook))
+    yield from _voila_server(root, "explorer.ipynb", env, tmp_path / "voila.log")
 
 
 def test_moving_epsilon_in_voila_changes_the_heatmap(voila: str) -> None:
@@ -332,3 +340,215 @@ def _move_epsilon(page, before_src: str) -> None:
         timeout=IMAGE_CHANGED_S * 1000,
         polling=200,
     )
+
+
+# ---- layout: every widget's pictures shown whole, in normal and lecture mode ----------------
+
+LAYOUT_VIEWPORT = {"width": 1024, "height": 768}  # a lecture hall's projector (XGA)
+LAYOUT_MODES = ("normal", "lecture")
+
+LAYOUT_SETUP = """\
+import numpy as np
+import torch
+
+import lrp_tutor as lt
+from lrp_tutor import widgets, zoo
+from lrp_tutor.analysis import spray
+
+torch.manual_seed(0)
+mlp = zoo.digits_mlp()
+digits, _ = zoo.digits_samples()
+walk = lt.Walkthrough(mlp).forward(digits[6]).backward()
+textures = zoo.textures_cnn()
+patches, _ = zoo.texture_samples()
+rng = np.random.default_rng(0)
+clusters = spray(rng.normal(size=(30, 6, 6)), size=None, n_neighbors=4)
+
+
+def tagged(shell, case):
+    shell.widget.add_class("lrp-case-" + case)
+    return shell
+"""
+
+LAYOUT_WIDGETS = {  # as the lecture deck (notebooks/lecture_demo.ipynb) shows them
+    "stepper": "widgets.stepper(walk)",
+    "inspector": 'widgets.neuron_inspector(walk, layer="3")',
+    "explorer": (
+        'widgets.rule_explorer(textures, patches[8:9], rule="ε", epsilon=0.1, '
+        "image=patches[8, 0], live=True)"
+    ),
+    "comparison": "widgets.rule_comparison(textures, patches[8:9], image=patches[8, 0])",
+    "clusters": "clusters.widget(images=rng.random((30, 6, 6)))",
+}
+
+
+def _layout_notebook(kernel: str) -> dict:
+    """The setup, then every widget in normal mode, then every widget in lecture mode."""
+    sources = [LAYOUT_SETUP]
+    for mode in LAYOUT_MODES:
+        sources.append(f"lt.lecture_mode({mode == 'lecture'})")
+        sources += [f'tagged({code}, "{name}-{mode}")' for name, code in LAYOUT_WIDGETS.items()]
+    notebook = _notebook(kernel)
+    notebook["cells"] = [
+        {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": f"cell{k}",
+            "metadata": {},
+            "outputs": [],
+            "source": source.splitlines(keepends=True),
+        }
+        for k, source in enumerate(sources)
+    ]
+    return notebook
+
+
+GEOMETRY = """(root) => {
+    const box = (e) => { const r = e.getBoundingClientRect();
+                         return [r.left, r.top, r.right, r.bottom]; };
+    const output = root.closest('.jp-OutputArea-output');
+    const images = [];
+    for (const img of root.querySelectorAll('img')) {
+        if (getComputedStyle(img).display === 'none') continue;
+        const scrolling = [];  // boxes between the picture and the output area that scroll
+        for (let e = img.parentElement; e; e = e.parentElement) {
+            if (e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1) {
+                const s = getComputedStyle(e);
+                if (s.overflowX !== 'visible' || s.overflowY !== 'visible') {
+                    scrolling.push(`${e.className} (${e.scrollWidth}×${e.scrollHeight} in `
+                                   + `${e.clientWidth}×${e.clientHeight})`);
+                }
+            }
+            if (e === output) break;
+        }
+        images.push({box: box(img), natural: [img.naturalWidth, img.naturalHeight],
+                     shown: [img.clientWidth, img.clientHeight], scrolling});
+    }
+    return {widget: box(root), output: output ? box(output) : null, images};
+}"""
+
+
+def _inside(inner: list[float], outer: list[float], tolerance: float = 0.5) -> bool:
+    return (
+        inner[0] >= outer[0] - tolerance
+        and inner[1] >= outer[1] - tolerance
+        and inner[2] <= outer[2] + tolerance
+        and inner[3] <= outer[3] + tolerance
+    )
+
+
+def _measure(page) -> dict[str, dict]:
+    """Every case's geometry, each widget scrolled into view first (JupyterLab lays out only
+    what is near the viewport)."""
+    found = {}
+    for mode in LAYOUT_MODES:
+        for name in LAYOUT_WIDGETS:
+            case = f"{name}-{mode}"
+            root = page.locator(f".lrp-case-{case}").first
+            root.scroll_into_view_if_needed()
+            page.wait_for_function(
+                "(c) => [...document.querySelectorAll(`.lrp-case-${c} img`)]"
+                ".every((i) => i.complete && (i.naturalWidth > 0 || i.style.display === 'none'"
+                " || getComputedStyle(i).display === 'none'))",
+                arg=case,
+                timeout=WIDGET_SHOWN_S * 1000,
+                polling=200,
+            )
+            found[case] = root.evaluate(GEOMETRY)
+    return found
+
+
+def _measure_layout(url: str, *, lab: bool) -> dict[str, dict]:
+    """Open the layout notebook at ``url`` in Chromium, wait until every widget shows its
+    pictures, and measure them; the browser is closed before this returns."""
+    from playwright.sync_api import sync_playwright
+
+    last = f".lrp-case-{list(LAYOUT_WIDGETS)[-1]}-{LAYOUT_MODES[-1]} img"
+    with sync_playwright() as playwright:
+        browser = _chromium(playwright)
+        try:
+            page = browser.new_page(viewport=LAYOUT_VIEWPORT)
+            page.set_default_timeout(60_000)
+            page.goto(url, timeout=WIDGET_SHOWN_S * 1000)  # Voilà runs the notebook first
+            if lab:
+                page.wait_for_function(KERNEL_IDLE, timeout=KERNEL_READY_S * 1000, polling=500)
+                page.evaluate(
+                    "() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }"
+                )
+            page.wait_for_selector(last, state="attached", timeout=WIDGET_SHOWN_S * 1000)
+            if lab:
+                page.wait_for_function(KERNEL_IDLE, timeout=KERNEL_READY_S * 1000, polling=500)
+            return _measure(page)
+        finally:
+            browser.close()
+
+
+@pytest.fixture(scope="module")
+def lab_layout(tmp_path_factory) -> dict[str, dict]:
+    """All widgets, in both modes, shown by one JupyterLab server and measured in Chromium."""
+    _need_browser()
+    tmp = tmp_path_factory.mktemp("lab_layout")
+    root = tmp / "root"
+    root.mkdir()
+    env, kernel = _jupyter_home(tmp / "jupyter")
+    (root / "widgets.ipynb").write_text(json.dumps(_layout_notebook(kernel)))
+    server = _lab_server(root, env, tmp / "jupyterlab.log")
+    url, token = next(server)
+    try:
+        return _measure_layout(f"{url}/lab/tree/widgets.ipynb?token={token}", lab=True)
+    finally:
+        server.close()  # stops the server
+
+
+@pytest.fixture(scope="module")
+def voila_layout(tmp_path_factory) -> dict[str, dict]:
+    """The same notebook rendered by Voilà and measured in Chromium."""
+    _need_browser()
+    pytest.importorskip("voila", reason="voila is not installed (pip install voila)")
+    tmp = tmp_path_factory.mktemp("voila_layout")
+    root = tmp / "root"
+    root.mkdir()
+    env, kernel = _jupyter_home(tmp / "jupyter")
+    (root / "widgets.ipynb").write_text(json.dumps(_layout_notebook(kernel)))
+    server = _voila_server(root, "widgets.ipynb", env, tmp / "voila.log")
+    url = next(server)
+    try:
+        return _measure_layout(url, lab=False)
+    finally:
+        server.close()
+
+
+def _check_shown_whole(geometry: dict, case: str) -> None:
+    images = geometry["images"]
+    assert images, f"{case}: the widget shows no picture"
+    assert geometry["output"] is not None, f"{case}: the widget is not in an output area"
+    for k, image in enumerate(images):
+        where = f"{case}, picture {k} ({image['natural'][0]}×{image['natural'][1]} px)"
+        assert min(image["natural"]) > 0, f"{where}: empty"
+        assert _inside(image["box"], geometry["widget"]), (
+            f"{where}: at {image['box']}, sticks out of its widget at {geometry['widget']}"
+        )
+        assert _inside(image["box"], geometry["output"]), (
+            f"{where}: at {image['box']}, sticks out of its output area at {geometry['output']}"
+        )
+        assert not image["scrolling"], (
+            f"{where}: partly hidden, these boxes scroll: {image['scrolling']}"
+        )
+        (width, height), (shown_width, shown_height) = image["natural"], image["shown"]
+        assert shown_width <= width, f"{where}: shown enlarged to {shown_width} px wide"
+        assert abs(shown_height - height * shown_width / width) <= 1.5, (
+            f"{where}: shown {shown_width}×{shown_height}, not in its proportions"
+        )
+
+
+LAYOUT_CASES = [f"{name}-{mode}" for mode in LAYOUT_MODES for name in LAYOUT_WIDGETS]
+
+
+@pytest.mark.parametrize("case", LAYOUT_CASES)
+def test_widget_pictures_are_shown_whole_in_jupyterlab(lab_layout: dict, case: str) -> None:
+    _check_shown_whole(lab_layout[case], case)
+
+
+@pytest.mark.parametrize("case", LAYOUT_CASES)
+def test_widget_pictures_are_shown_whole_in_voila(voila_layout: dict, case: str) -> None:
+    _check_shown_whole(voila_layout[case], case)

@@ -10,12 +10,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import itertools  # noqa: E402
 import warnings  # noqa: E402
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 from torch import nn  # noqa: E402
 
 import lrp_tutor.widgets as widgets  # noqa: E402
@@ -488,3 +490,159 @@ def test_widgets_display_as_widgets_and_save_in_a_terminal(model, x, tmp_path):
         path = widget.save(tmp_path / f"widget{k}.png")
         assert path.read_bytes()[:8] == PNG_SIGNATURE
         assert repr(widget).startswith(f"<{type(widget).__name__}")
+
+
+# ---- layout: every figure a widget shows lies whole inside its picture ------------------------
+
+
+def layout_problems(figure, png: bytes, tolerance: float = 1.0) -> list[str]:
+    """What of ``figure`` (as the widget last drew it into ``png``) lies outside the canvas,
+    and which panels overlap.
+
+    A panel is an axes with its colorbars: the union of their tight bounding boxes (title,
+    tick labels, axis labels, secondary axes, legend, colorbar label). Figure texts (the
+    suptitle) count as panels too. Nothing may stick out of the canvas by more than
+    ``tolerance`` pixels, and no two panels may overlap by more than that in both directions.
+    """
+    assert png_size(png) == figure.canvas.get_width_height(), "the PNG is not this figure"
+    renderer = figure.canvas.get_renderer()
+    canvas = figure.bbox
+    colorbars = {id(c) for ax in figure.axes for c in getattr(ax, "_colorbars", [])}
+    panels = []
+    for ax in figure.axes:
+        if id(ax) in colorbars or not ax.get_visible():
+            continue
+        boxes = [a.get_tightbbox(renderer) for a in [ax, *getattr(ax, "_colorbars", [])]]
+        name = f"panel {ax.get_title() or ax.get_label()!r}"
+        panels.append((name, Bbox.union([b for b in boxes if b is not None])))
+    for text in figure.texts:
+        if text.get_visible() and text.get_text():
+            panels.append((f"text {text.get_text()!r}", text.get_window_extent(renderer)))
+    problems = []
+    for name, box in panels:
+        out = {
+            "left": canvas.x0 - box.x0,
+            "bottom": canvas.y0 - box.y0,
+            "right": box.x1 - canvas.x1,
+            "top": box.y1 - canvas.y1,
+        }
+        problems += [
+            f"{name} sticks out of the {side} edge by {by:.0f} px"
+            for side, by in out.items()
+            if by > tolerance
+        ]
+    for (name1, box1), (name2, box2) in itertools.combinations(panels, 2):
+        width = min(box1.x1, box2.x1) - max(box1.x0, box2.x0)
+        height = min(box1.y1, box2.y1) - max(box1.y0, box2.y0)
+        if width > tolerance and height > tolerance:
+            problems.append(f"{name1} and {name2} overlap ({width:.0f} × {height:.0f} px)")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def deck():
+    """The models and inputs of the lecture deck (notebooks/lecture_demo.ipynb)."""
+    from types import SimpleNamespace
+
+    from lrp_tutor import zoo
+    from lrp_tutor.analysis import spray
+
+    torch.manual_seed(0)
+    digits, _ = zoo.digits_samples()
+    patches, _ = zoo.texture_samples()
+    rng = np.random.default_rng(0)
+    return SimpleNamespace(
+        mlp_walk=Walkthrough(zoo.digits_mlp()).forward(digits[6]).backward(),
+        cnn_walk=Walkthrough(zoo.digits_cnn()).forward(digits[6:7]).backward(),
+        textures=zoo.textures_cnn(),
+        patch=patches[8:9],
+        clusters=spray(rng.normal(size=(30, 6, 6)), size=None, n_neighbors=4),
+        cluster_images=rng.random((30, 6, 6)),
+    )
+
+
+def _stepper_views(deck):
+    for walk in (deck.mlp_walk, deck.cnn_walk):
+        stepper = widgets.stepper(walk)
+        for position in range(len(walk)):
+            stepper.slider.value = position
+            for key, image in (
+                ("messages", stepper.messages_image),
+                ("aggregation", stepper.aggregation_image),
+            ):
+                yield f"step {position} {key}", stepper.figures[key], image.value
+
+
+def _inspector_views(deck):
+    for layer in [step.label for step in deck.mlp_walk]:
+        inspector = widgets.neuron_inspector(deck.mlp_walk, layer=layer)
+        yield f"{layer} messages", inspector.figures["messages"], inspector.messages_image.value
+        if "denominators" in inspector.figures:
+            figure, png = inspector.figures["denominators"], inspector.denominator_image.value
+            yield f"{layer} denominators", figure, png
+
+
+def _explorer_views(deck):
+    explorer = widgets.rule_explorer(
+        deck.textures, deck.patch, rule="ε", epsilon=0.1, image=deck.patch[0, 0], live=True
+    )
+    yield "first", explorer.figure, explorer.image.value
+    for _, rule in explorer.rule_menu.options:
+        explorer.rule_menu.value = rule
+        for _, first in explorer.first_menu.options:
+            explorer.first_menu.value = first
+            yield f"{rule}, first layer {first}", explorer.figure, explorer.image.value
+    explorer.rule_menu.value = "ε"
+    for epsilon in (0.0, 0.5, explorer.epsilon.max):  # other decades of the colour limit
+        explorer.epsilon.value = epsilon
+        yield f"ε = {epsilon}", explorer.figure, explorer.image.value
+
+
+def _comparison_views(deck):
+    comparison = widgets.rule_comparison(deck.textures, deck.patch, image=deck.patch[0, 0])
+    yield "default", comparison.figure, comparison.image.value
+    for box in comparison.boxes.values():
+        box.value = True
+    yield "all rules", comparison.figure, comparison.image.value
+
+
+def _cluster_views(deck):
+    browser = deck.clusters.widget(images=deck.cluster_images)
+    for label, cluster in browser.choice.options:
+        browser.choice.value = cluster
+        yield label, browser.figure, browser.image.value
+
+
+WIDGET_VIEWS = {
+    "stepper": _stepper_views,
+    "inspector": _inspector_views,
+    "explorer": _explorer_views,
+    "comparison": _comparison_views,
+    "clusters": _cluster_views,
+}
+
+
+@pytest.mark.parametrize("mode", ["normal", "lecture"])
+@pytest.mark.parametrize("name", list(WIDGET_VIEWS))
+def test_widget_figures_lie_whole_inside_their_pictures(deck, name, mode):
+    style.lecture_mode(mode == "lecture")
+    problems = {}
+    seen = 0
+    for view, figure, png in WIDGET_VIEWS[name](deck):
+        seen += 1
+        found = layout_problems(figure, png)
+        if found:
+            problems[view] = found
+    assert seen > 0
+    assert not problems, f"{name} in {mode} mode: {problems}"
+
+
+def test_cluster_browser_follows_lecture_mode(deck):
+    normal = deck.clusters.widget(images=deck.cluster_images)
+    with style.lecture_mode(scale=1.8):
+        lecture = deck.clusters.widget(images=deck.cluster_images)
+    title = [browser.figure.axes[0].title for browser in (normal, lecture)]
+    assert title[1].get_fontsize() > 1.5 * title[0].get_fontsize()
+    assert title[0].get_text() == "mean of cluster 0"  # two lines only where the type is large
+    assert title[1].get_text() == "mean of\ncluster 0"
+    assert png_size(lecture.image.value)[1] > png_size(normal.image.value)[1]

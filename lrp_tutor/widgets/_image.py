@@ -7,8 +7,11 @@ front-end swaps one picture, nothing flickers, and the bytes are there for tests
 only swaps the relevance in the existing figure (data, the symmetric colour range
 :math:`\pm v`, the overlay's opacity and the "Σ R" label) and renders it again, about twice
 as fast as drawing a new figure. It draws a new figure whenever something else changes
-(the shape, the image underneath, the style), and lays it out again when the colour limit
-enters a new decade (the colorbar's tick labels change their width).
+(the shape, the image underneath, the style), and lays it out again (constrained layout)
+whenever a text grew beyond the room the last layout gave it: a longer title (another rule),
+a wider "Σ R" label, or wider colorbar tick labels (another colour limit). So the title and
+the colorbar always lie inside the picture, and a slider that only changes the numbers keeps
+the layout, which is faster.
 
 >>> import numpy as np
 >>> live = LiveHeatmap()
@@ -22,7 +25,6 @@ True
 from __future__ import annotations
 
 import io
-import math
 from typing import Any
 
 import numpy as np
@@ -81,7 +83,7 @@ class LiveHeatmap:
         self.figure: Figure | None = None
         self.relevance: np.ndarray | None = None
         self._key: tuple[Any, ...] | None = None
-        self._decade: int | None = None
+        self._room: tuple[float, ...] | None = None  # the texts' extents at the last layout
         self.redraws = 0  # full figures drawn (the rest were updates in place)
 
     def render(self, relevance: Any, *, title: str) -> bytes:
@@ -89,27 +91,40 @@ class LiveHeatmap:
         R = relevance_map(relevance, shape=self.shape)
         current = style.current()
         key = (R.shape, current.lecture, current.scale)
-        decade = math.floor(math.log10(symmetric_limit(R, self.percentile)))
         if self.figure is None or key != self._key:
             self.figure = viz.heatmap(
                 R, self.image, percentile=self.percentile, title=title, alpha=0.6
             )
             self.figure.set_dpi(DPI)
-            self._key, self._decade = key, None
+            self._key, self._room = key, None
             self.redraws += 1
+            relayout = True
         else:
             self._update(R, title)
-        # Lay the figure out again only when the colorbar's tick labels change their width
-        # (a new decade of the colour limit); otherwise keep the layout, which is faster.
-        relayout = decade != self._decade
+            # Lay the figure out again only when a text needs more room than the last layout
+            # gave it; otherwise keep the layout, which is faster.
+            room = self._room
+            relayout = room is None or any(
+                now > before + 0.5 for now, before in zip(self._extents(), room, strict=True)
+            )
         if relayout:
             self.figure.set_layout_engine("constrained")
         png = png_bytes(self.figure)
         if relayout:
             self.figure.set_layout_engine("none")
-            self._decade = decade
+            self._room = self._extents()
         self.relevance = R
         return png
+
+    def _extents(self) -> tuple[float, ...]:
+        """Width and height in pixels of what constrained layout makes room for: the title,
+        the x label ("Σ R") and each colorbar with its tick labels and label."""
+        assert self.figure is not None
+        renderer = self.figure.canvas.get_renderer()  # Agg, set by png_bytes
+        ax = self.figure.axes[0]
+        boxes = [ax.title.get_window_extent(renderer), ax.xaxis.label.get_window_extent(renderer)]
+        boxes += [other.get_tightbbox(renderer) for other in self.figure.axes[1:]]
+        return tuple(size for box in boxes for size in (box.width, box.height))
 
     def _update(self, R: np.ndarray, title: str) -> None:
         assert self.figure is not None

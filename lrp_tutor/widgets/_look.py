@@ -109,5 +109,15 @@ class Look:
         return row
 
     def image(self) -> w.Image:
-        """An empty PNG image widget."""
-        return w.Image(format="png", layout=w.Layout(max_width="100%", height="auto"))
+        """An empty PNG image widget, shown whole: at its natural size, or scaled down in its
+        proportions to the width there is (never cropped, never enlarged).
+
+        The front-ends give every widget a margin of 2 px; with ``max-width: 100%`` that
+        margin would push a wide picture 2 px past its box, which then scrolls and hides the
+        picture's edge and bottom behind scroll bars. So the picture has no margin, and it
+        does not stretch to the width of a column (``align-self``), which would enlarge it.
+        """
+        return w.Image(
+            format="png",
+            layout=w.Layout(max_width="100%", height="auto", margin="0", align_self="flex-start"),
+        )

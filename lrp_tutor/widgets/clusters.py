@@ -14,9 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 import ipywidgets as w
+import matplotlib as mpl
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 
+from ..viz import style
 from ..viz._axes import new_figure, symmetric_norm
 from ._base import WidgetShell
 from ._image import png_bytes
@@ -70,18 +73,29 @@ class ClusterBrowser(WidgetShell):
         c = self.cluster
         mean = self.result.cluster_means()[c]
         members = self.result.members(c)[: self.examples] if self.images is not None else []
-        with self.look.drawing():
+        with self.look.drawing(), style.context():
+            # A row of square pictures and, above them, room for the title's lines at the
+            # style's title size (the type grows faster than the figure in lecture mode, so
+            # there the title takes two lines to stay within its narrow panel).
+            st = style.current()
+            lines = 2 if st.lecture else 1
+            title_pt = FontProperties(size=mpl.rcParams["axes.titlesize"]).get_size_in_points()
+            side = 1.6 * st.figure_scale
+            height = max(2.0 * st.figure_scale, side + lines * 1.25 * title_pt / 72 + 0.15)
             fig = new_figure(1.6 * (1 + len(members)), 2.0)
+            fig.set_size_inches(fig.get_figwidth(), height)
             axes = fig.subplots(1, 1 + len(members), squeeze=False)[0]
             limit = float(np.abs(mean).max()) or 1.0
             axes[0].imshow(mean, cmap="bwr", norm=symmetric_norm(limit))
-            axes[0].set_title(f"mean of cluster {c}")
+            axes[0].set_title("mean of" + ("\n" if lines == 2 else " ") + f"cluster {c}")
             for ax, i in zip(axes[1:], members, strict=True):
                 ax.imshow(_image_of(self.images, i), cmap="gray")
                 ax.set_title(f"#{int(i)}")
             for ax in axes:
                 ax.set_xticks([])
                 ax.set_yticks([])
+                ax.set_anchor("S")  # square pictures at the bottom of their cells, titles above
+            style.finish(fig)
             self.image.value = png_bytes(fig)
         self._figure = fig
 

@@ -296,7 +296,11 @@ class RuleExplorer(WidgetShell):
             with torch_threads(self.threads):
                 explanation = explain_one(self.model, self.x, spec, self.target)
             c = int(explanation.target[0])
-            title = f"{rule_label(spec)} · class {c}"
+            # The first layer's rule on a line of its own: one line would be wider than the
+            # heatmap in lecture type and run off the picture.
+            title = f"{rule_label(self.rule)} · class {c}"
+            if self.first_rule is not None:
+                title += f"\nfirst layer {self.first_rule.name}"
             with self.look.drawing():
                 png = self.live_heatmap.render(explanation.relevance[0], title=title)
         except LRPError as error:

@@ -114,6 +114,10 @@ class StepperWidget(WidgetShell):
         self.messages_image = look.image()
         self.aggregation_image = look.image()
         self.books = look.html()
+        # The ledger's table cannot wrap: on a narrow screen in lecture type it scrolls in its
+        # own box instead of making the whole widget (and its pictures) scroll.
+        self.books.layout.overflow = "auto"
+        self.books.layout.max_width = "100%"
         self.check = look.html(size=13)
         self.figures: dict[str, Figure] = {}
 
@@ -214,11 +218,11 @@ class StepperWidget(WidgetShell):
             ]
             rows.append(
                 f"<tr style='font-weight:{weight}'>"
-                + "".join(f"<td style='padding:0 0.6em'>{c}</td>" for c in cells)
+                + "".join(f"<td style='padding:0 0.4em'>{c}</td>" for c in cells)
                 + "</tr>"
             )
         head = "".join(
-            f"<th style='padding:0 0.6em'>{h}</th>"
+            f"<th style='padding:0 0.4em'>{h}</th>"
             for h in ("layer", "Σ R_out", "Σ R_in", "bias", "ε")
         )
         s = self.running
