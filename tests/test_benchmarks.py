@@ -76,3 +76,21 @@ def test_third_party_rows_or_why_not(output: str) -> None:
             names = ("ε", "epsilon_plus_flat", "αβ") if library == "zennit" else ("ε", "z⁺")
             for name in names:
                 assert ratios.get(f"{library} {name}", 0) > 0, f"{library} {name}:\n{output}"
+
+
+def test_attention_benchmark_prints_every_row() -> None:
+    """benchmarks/bench_attention.py at a tiny size: a ratio per method and model."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_attention", SCRIPT.parent / "bench_attention.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = StringIO()
+    with redirect_stdout(out):
+        module.main(["--small", "--repeats", "1", "--threads", "1"])
+    text = out.getvalue()
+    for model in ("vit", "llama"):
+        section = text.split(f"\n{model} (input")[1].split("\n\n")[0]
+        rows = re.findall(r"^ {4}(\w+)\s+\d+ms\s+([\d.]+)×", section, re.MULTILINE)
+        assert [name for name, _ in rows] == ["gradient", "attn_lrp", "cp_lrp"]
+        assert all(float(ratio) > 0 for _, ratio in rows)

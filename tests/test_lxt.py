@@ -88,15 +88,13 @@ def lxt_relevance(name: str, rule: str) -> tuple[torch.Tensor, int]:
     from lxt.efficient import monkey_patch
 
     if name == "vit":
-        from torchvision.models import vision_transformer
-
         import lxt.efficient.models.vit_torch as maps
+        from torchvision.models import vision_transformer
 
         monkey_patch(vision_transformer, maps.cp_LRP)
     else:
-        from transformers.models.llama import modeling_llama
-
         import lxt.efficient.models.llama as maps
+        from transformers.models.llama import modeling_llama
 
         monkey_patch(modeling_llama, maps.attnLRP if rule == "attn_lrp" else maps.cp_LRP)
     model, x = build(name)

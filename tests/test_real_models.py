@@ -1,6 +1,7 @@
-"""Real models, as researchers bring them: every classifier of torchvision.models (ViT, Swin
-and MaxViT excepted: attention is a later family) and timm's CNN families, built from their
-libraries' own code with random weights and randomised BatchNorm statistics, in float64.
+"""Real models, as researchers bring them: every classifier of torchvision.models but its
+transformers (tests/test_attention.py explains ViT and Swin; MaxViT is not tested) and timm's
+CNN families, built from their libraries' own code with random weights and randomised
+BatchNorm statistics, in float64.
 
 Three checks per model:
 
