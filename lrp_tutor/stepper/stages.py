@@ -222,14 +222,16 @@ class Messages(Stage):
         self.R_j = step.relevance_out.reshape(-1)[view.outputs]
         self.parts: tuple[PartMessages, ...] = ()
         if isinstance(step.layer, LinearLayer) and rule is not None and rule.parts:
+            epsilons = step._propagation.epsilons  # a relative ε is the whole layer's
             self.parts = tuple(
                 part_messages(
                     part,
                     [view.gather(modified_input(t.input, step.x)) for t in part.terms],
                     view,
                     self.R_j,
+                    epsilons[p] if p < len(epsilons) else None,
                 )
-                for part in rule.parts
+                for p, part in enumerate(rule.parts)
             )
             self.R_ij = sum(p.R_ij for p in self.parts)
             self.bias_absorbed = sum(p.bias_absorbed for p in self.parts)
