@@ -270,6 +270,7 @@ def test_the_stepper_view_uses_the_whole_layer_rms():
         view = step.neuron(j)
         assert view.messages.parts[0].epsilon == pytest.approx(want, rel=1e-12)
         assert view.holds(1e-10)
+    assert "relative ε: ε = 0.25·RMS(z) of the whole layer" in step.stabilization._repr_html_()
     assert step.stabilization.shift["z"] == pytest.approx(
         want * np.where(part.z_j >= 0, 1.0, -1.0), rel=1e-12
     )

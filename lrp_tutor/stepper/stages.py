@@ -496,6 +496,13 @@ class Stabilization(Stage):
             row += [f.num(d[j]) for d in self.denominators.values()]
             rows.append(row)
         formula = "stab(z) = z + ε·sign(z), sign(0) = +1;  LRP-0 divides by z_j itself"
+        rule_parts = self.step.rule.parts if self.step.rule is not None else ()
+        for part, shown in zip(rule_parts, self._messages.parts, strict=False):
+            if part.relative:  # ε·RMS(z) over all the layer's neurons, not only those shown
+                formula += (
+                    f";  relative ε: ε = {part.epsilon:g}·RMS({shown.label}) of the whole layer "
+                    f"= {f.num(shown.epsilon)}"
+                )
         return f.para(formula) + f.table(header, rows) + f.more(len(rows), self.z_j.size, "neurons")
 
     def plot(self, *, ax: Any = None) -> Figure:
