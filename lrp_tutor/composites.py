@@ -383,32 +383,38 @@ def montavon_vgg(
     high: Any,
     gamma: float = 0.25,
     epsilon: float = 0.25,
+    relative: bool = True,
 ) -> Composite:
     """Montavon et al.'s recipe for VGG: z^B at the pixels, γ in the lower convolutions, ε in
     the upper ones, LRP-0 in the dense top layers.
 
     The weighted layers of ``model`` are split by position: the first gets ``ZBox(low, high)``,
     convolutions in the lower half of the convolution stack get ``Gamma(gamma)``, the upper
-    half ``Epsilon(epsilon)``, and dense layers ``LRP0()`` (Montavon et al. 2019, sec. 10.2.2:
-    for VGG-16, γ for conv 1–16 of the torchvision index, ε for 17–30, LRP-0 above).
+    half ``Epsilon(epsilon, relative=True)``, and dense layers ``LRP0()`` (Montavon et al.
+    2019, sec. 10.2.2: for VGG-16, γ for conv 1–16 of the torchvision index, ε for 17–30,
+    LRP-0 above). As in their tutorial, ε there is relative: 0.25 times the RMS of the
+    layer's z, per sample, so that it absorbs the same share whatever the scale of the
+    activations. ``relative=False`` gives an absolute ε instead.
 
     >>> import torch.nn as nn
     >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(),
     ...                     nn.Conv2d(4, 4, 3), nn.Flatten(), nn.Linear(4, 2))
     >>> sorted(montavon_vgg(net, 0.0, 1.0).resolve(net).items())
     [('0', ZBox(low=0.0, high=1.0)), ('2', Gamma(gamma=0.25)), \
-('4', Epsilon(epsilon=0.25)), ('6', LRP0())]
+('4', Epsilon(epsilon=0.25, relative=True)), ('6', LRP0())]
     """
     weighted = [n for n, m in model.named_modules() if isinstance(m, WEIGHTED)]
     convs = [n for n, m in model.named_modules() if isinstance(m, CONVOLUTIONS)]
     lower = convs[: (len(convs) + 1) // 2]
-    names = {n: (Gamma(gamma) if n in lower else Epsilon(epsilon)) for n in convs}
+    upper = Epsilon(epsilon, relative=relative)
+    names = {n: (Gamma(gamma) if n in lower else upper) for n in convs}
     names.pop(weighted[0] if weighted else "", None)  # the pixel layer gets z^B
+    absolute = "" if relative else ", relative=False"
     return Composite(
         by_name=names,
         by_type={nn.Linear: LRP0()},
         first=ZBox(low, high),
-        label=f"montavon_vgg(low={low!r}, high={high!r})",
+        label=f"montavon_vgg(low={low!r}, high={high!r}{absolute})",
     )
 
 

@@ -21,8 +21,15 @@ stabiliser
 
     \mathrm{stab}(z) = z + \varepsilon \cdot \mathrm{sign}(z), \qquad \mathrm{sign}(0) = +1 .
 
-A neuron whose stabilised denominator is exactly zero (only possible with ε = 0) sends no
-messages: 0/0 := 0, never NaN.  Because :math:`\sum_p c_p = 1` for every rule, what a neuron
+With a **relative** stabiliser (``Epsilon(0.25, relative=True)``, as in Montavon et al.'s
+tutorial) ε scales with the layer: :math:`\varepsilon_n = \varepsilon \cdot
+\mathrm{RMS}_n(z)`, the root mean square of :math:`z_j` over all output neurons *j* of the
+layer for sample *n* (:func:`rms`). Each sample has its own, so an explanation never depends on
+what else is in the batch, and scaling a layer's input by *c* > 0 scales ε with it.
+
+A neuron whose stabilised denominator is exactly zero (only possible with ε = 0, or with a
+relative ε in a sample whose :math:`z_j` are all 0, so that :math:`\varepsilon_n = 0`) sends
+no messages: 0/0 := 0, never NaN.  Because :math:`\sum_p c_p = 1` for every rule, what a neuron
 does not pass on is exactly what its bias and its stabiliser absorbed:
 
 .. math::
@@ -30,6 +37,10 @@ does not pass on is exactly what its bias and its stabiliser absorbed:
     R_j - \sum_i R_{i \leftarrow j}
     = \sum_p c_p \frac{\rho^p(b_j)}{\mathrm{stab}(z^p_j)} R_j
     + \sum_p c_p \frac{\varepsilon\,\mathrm{sign}(z^p_j)}{\mathrm{stab}(z^p_j)} R_j .
+
+(with ε the ε that was added: :math:`\varepsilon \cdot \mathrm{RMS}_n(z^p)` for a relative
+one; a relative ε is the same for every neuron *j* of the sample, so the ledger books it just
+like an absolute one.)
 
 The stepper (``lrp_tutor.stepper``) evaluates these formulas neuron by neuron in float64;
 the fast path (``lrp_tutor.fast``) evaluates the same parts for whole batches as
@@ -72,6 +83,7 @@ __all__ = [
     "Pass",
     "sign",
     "stabilize",
+    "rms",
     "safe_divide",
 ]
 
@@ -185,22 +197,51 @@ def sign(z: Array, out: Array | None = None) -> Array:
 
 
 def stabilize(
-    z: Array, epsilon: float, sign_z: Array | None = None, out: Array | None = None
+    z: Array, epsilon: Any, sign_z: Array | None = None, out: Array | None = None
 ) -> Array:
     """:math:`\\mathrm{stab}(z) = z + \\varepsilon \\cdot \\mathrm{sign}(z)`, sign(0) = +1.
 
-    ``sign_z``: the sign, where the caller has it already; ``out``: where to write (tensors).
+    ``epsilon``: a number, or an array that broadcasts against ``z`` (a relative ε, one per
+    sample: :meth:`Part.epsilon_of`); ``sign_z``: the sign, where the caller has it already;
+    ``out``: where to write (tensors).
 
     >>> stabilize(np.array([-1.0, 0.0, 2.0]), 0.5)
     array([-1.5,  0.5,  2.5])
     """
-    if epsilon == 0:
+    scalar = isinstance(epsilon, int | float | np.integer | np.floating)
+    if scalar and epsilon == 0:
         return z
     if sign_z is None:
         sign_z = sign(z)
     if out is not None and not _is_numpy(z):
-        return _torch().add(z, sign_z, alpha=epsilon, out=out)
+        torch = _torch()
+        if scalar:
+            return torch.add(z, sign_z, alpha=epsilon, out=out)
+        return torch.mul(sign_z, epsilon, out=out).add_(z)
     return z + epsilon * sign_z
+
+
+def rms(z: Array, batched: bool = False) -> Array:
+    """The root mean square of ``z`` per sample, :math:`\\sqrt{\\tfrac1J \\sum_j z_j^2}`.
+
+    ``batched=False``: ``z`` is one sample (every axis a neuron axis); the result is a 0-d
+    array or tensor. ``batched=True``: axis 0 is the batch; one value per sample, shaped
+    (N, 1, …, 1) so that it broadcasts against ``z``. All ``z`` = 0 gives 0.
+
+    >>> rms(np.array([3.0, -4.0, 0.0, 0.0]))
+    array(2.5)
+    >>> rms(np.array([[1.0, -1.0], [2.0, 2.0], [0.0, 0.0]]), batched=True)
+    array([[1.],
+           [2.],
+           [0.]])
+    """
+    if batched:
+        flat = z.reshape(z.shape[0], -1)
+        per_sample = (flat * flat).mean(1) ** 0.5
+        return per_sample.reshape((z.shape[0],) + (1,) * (z.ndim - 1))
+    if _is_numpy(z):
+        return np.asarray(np.mean(z * z) ** 0.5)
+    return (z * z).mean() ** 0.5
 
 
 def safe_divide(numerator: Array, denominator: Array) -> Array:
@@ -254,6 +295,9 @@ class Part:
         ε of the stabiliser :math:`\mathrm{stab}(z) = z + \varepsilon\,\mathrm{sign}(z)`.
     label : str
         A short name of the part ("z", "z⁺", "z⁻").
+    relative : bool
+        Whether ε is relative: the stabiliser adds :math:`\varepsilon \cdot
+        \mathrm{RMS}_n(z)` instead of ε, per sample *n* (see :meth:`epsilon_of`).
     """
 
     coefficient: float
@@ -261,10 +305,40 @@ class Part:
     bias: Callable[[Any], Any]
     epsilon: float
     label: str = "z"
+    relative: bool = False
 
-    def stabilize(self, z: Array, sign_z: Array | None = None, out: Array | None = None) -> Array:
-        """:math:`\\mathrm{stab}(z_j)` with this part's ε (both paths call this)."""
-        return stabilize(z, self.epsilon, sign_z, out)
+    def epsilon_of(self, z: Array, batched: bool = False) -> Any:
+        """The ε that the stabiliser adds to the layer's :math:`z` (this part's, bias
+        included, of **all** the layer's output neurons): ε itself, or for a relative ε,
+        :math:`\\varepsilon \\cdot \\mathrm{RMS}_n(z)` for each sample *n* (:func:`rms`;
+        ``batched`` as there). Both paths call this, then :meth:`stabilize` with the result.
+
+        >>> part = Epsilon(0.5, relative=True).parts[0]
+        >>> float(part.epsilon_of(np.array([3.0, -4.0, 0.0, 0.0])))
+        1.25
+        """
+        if not self.relative or self.epsilon == 0:
+            return self.epsilon
+        return self.epsilon * rms(z, batched)
+
+    def stabilize(
+        self,
+        z: Array,
+        sign_z: Array | None = None,
+        out: Array | None = None,
+        *,
+        epsilon: Any = None,
+        batched: bool = False,
+    ) -> Array:
+        """:math:`\\mathrm{stab}(z_j)` with this part's ε (both paths call this).
+
+        ``epsilon``: the ε to add, where the caller has it from :meth:`epsilon_of` (a
+        relative ε needs the whole layer's :math:`z`); otherwise it is computed from ``z``
+        (``batched`` as in :func:`rms`).
+        """
+        if epsilon is None:
+            epsilon = self.epsilon_of(z, batched)
+        return stabilize(z, epsilon, sign_z, out)
 
     @property
     def is_plain(self) -> bool:
@@ -337,7 +411,7 @@ def _check_number(rule: str, name: str, value: Any, *, minimum: float = 0.0) -> 
 
 
 class Epsilon(Rule):
-    r"""LRP-ε (Bach et al. 2015, eq. 58).
+    r"""LRP-ε (Bach et al. 2015, eq. 58), with an absolute or a relative ε.
 
     .. math::
 
@@ -347,30 +421,74 @@ class Epsilon(Rule):
     ε absorbs some relevance of weakly activated neurons, which makes explanations
     sparser and less noisy. ε = 0 is LRP-0.
 
+    With ``relative=True`` the stabiliser scales with the layer, as in Montavon et al.'s LRP
+    tutorial (``incr(z) = z + 0.25·RMS(z)``):
+
+    .. math::
+
+        \mathrm{stab}(z_j) = z_j + \varepsilon\,\mathrm{RMS}_n(z)\,\mathrm{sign}(z_j),
+        \qquad \mathrm{RMS}_n(z) = \sqrt{\tfrac1J \textstyle\sum_{j'} z_{j'}^2}
+
+    over all *J* output neurons of the layer (every channel and position), for each sample
+    *n* on its own: an explanation never depends on what else is in the batch, and a
+    neuron is "weak" compared with its layer, whatever the scale of the activations
+    (scaling the input of a bias-free ReLU network by *c* > 0 scales the relevance by *c*).
+    A sample whose :math:`z_j` are all 0 has :math:`\varepsilon_n = 0`: its neurons send
+    nothing (0/0 := 0) and the ledger books their relevance as absorbed by the stabiliser.
+
     Parameters
     ----------
     epsilon : float, default 1e-6
-        The stabiliser, ε ≥ 0.
+        The stabiliser, ε ≥ 0 (ε > 0 when relative).
+    relative : bool, default False
+        Whether ε is a fraction of the layer's RMS(z) (per sample) instead of a number.
 
     Examples
     --------
     >>> Epsilon(0.25)
     Epsilon(epsilon=0.25)
+    >>> Epsilon(0.25, relative=True)
+    Epsilon(epsilon=0.25, relative=True)
+    >>> Epsilon(0.25, relative=True).name
+    'ε=0.25·RMS(z)'
     """
 
     formula = "R_{i←j} = x_i·w_ij / (z_j + ε·sign(z_j)) · R_j"
     source = "Bach et al. 2015, PLOS ONE, eq. (58)"
 
-    def __init__(self, epsilon: float = DEFAULT_EPSILON) -> None:
-        self.epsilon = _check_number(type(self).__name__, "epsilon", epsilon)
-        self.parts = (Part(1.0, (_PLAIN,), identity, self.epsilon, "z"),)
+    def __init__(self, epsilon: float = DEFAULT_EPSILON, relative: bool = False) -> None:
+        name = type(self).__name__
+        self.epsilon = _check_number(name, "epsilon", epsilon)
+        if not isinstance(relative, bool | np.bool_):
+            raise RuleError(
+                f"{name}: relative must be True or False, got {type(relative).__name__} "
+                f"{relative!r}. relative=True scales epsilon with the RMS of the layer's z."
+            )
+        self.relative = bool(relative)
+        if self.relative and self.epsilon == 0:
+            raise RuleError(
+                f"{name}: a relative epsilon must be > 0, got epsilon={self.epsilon!r} with "
+                "relative=True (ε·RMS(z) would be 0). For LRP-0 use LRP0(); otherwise give "
+                "epsilon > 0, e.g. Epsilon(0.25, relative=True)."
+            )
+        if self.relative:
+            self.formula = (
+                "R_{i←j} = x_i·w_ij / (z_j + ε·RMS(z)·sign(z_j)) · R_j,  "
+                "RMS(z) = √(mean_j z_j²) of the layer, per sample"
+            )
+            self.source = "Montavon et al. 2019, LRP: An Overview, sec. 10.2; Montavon's tutorial"
+        self.parts = (Part(1.0, (_PLAIN,), identity, self.epsilon, "z", self.relative),)
 
     @property
     def params(self) -> dict[str, Any]:
+        if getattr(self, "relative", False):
+            return {"epsilon": self.epsilon, "relative": True}
         return {"epsilon": self.epsilon}
 
     @property
     def name(self) -> str:
+        if getattr(self, "relative", False):
+            return f"ε={self.epsilon:g}·RMS(z)"
         return f"ε={self.epsilon:g}"
 
 

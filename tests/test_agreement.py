@@ -62,6 +62,7 @@ RULES = [
     LRP0(),
     Epsilon(),
     Epsilon(0.25),
+    Epsilon(0.25, relative=True),
     ZPlus(),
     AlphaBeta(2, 1),
     AlphaBeta(1, 0),
@@ -166,13 +167,16 @@ def oracle(model: nn.Sequential, x: torch.Tensor, target: int, composite: Compos
                     z_ij = z_ij + matrix * phi[None, :]
                 b = part.bias(bias)
                 z_j = z_ij.sum(1) + b
-                den = stabilize(z_j, part.epsilon)
+                eps = part.epsilon  # a relative ε: ε·RMS of all the layer's z_j (one sample)
+                if part.relative:
+                    eps = part.epsilon * float(torch.sqrt((z_j * z_j).sum() / z_j.numel()))
+                den = stabilize(z_j, eps)
                 dead = den == 0
                 share = torch.where(dead, 0.0, part.coefficient * r_out / den.where(~dead, 1.0))
                 r_in += (z_ij * share[:, None]).sum(0)  # R_i = Σ_j R_{i←j}
                 absorbed_b += float((b * share).sum())
                 sign = torch.ones_like(z_j).where(z_j >= 0, -1.0)  # sign(0) = +1, float64
-                eps_share = part.epsilon * sign * share
+                eps_share = eps * sign * share
                 absorbed_e += float(eps_share.sum() + part.coefficient * r_out[dead].sum())
         elif isinstance(m, nn.MaxPool2d):
             _, idx = F.max_pool2d(

@@ -118,7 +118,7 @@ MIDDLE = ["features.17", "features.19", "features.21", "features.24", "features.
 def vgg16_composite(low, high, *, first=None, middle=None, top=None):
     rules = {"features.0": first or ZBox(low, high)}
     rules.update({name: Gamma(0.25) for name in LOWER})
-    rules.update({name: middle or Epsilon(0.25) for name in MIDDLE})
+    rules.update({name: middle or Epsilon(0.25, relative=True) for name in MIDDLE})
     return composites.Composite(by_name=rules, by_type={torch.nn.Linear: top or LRP0()})
 
 
@@ -402,6 +402,7 @@ WRONG = {
         (lambda low, high: vgg16_composite(low, high, first=Flat()), "features.0"),
         (lambda low, high: vgg16_composite(low, high, first=ZBox(0.0, 1.0)), "Task 05.1"),
         (lambda low, high: vgg16_composite(low, high, middle=Epsilon()), "barely absorbs"),
+        (lambda low, high: vgg16_composite(low, high, middle=Epsilon(0.25)), "relative=True"),
         (lambda low, high: vgg16_composite(low, high, top=AlphaBeta()), "classifier.0"),
         (lambda low, high: {"features.0": ZBox(low, high)}, "composites.by_name"),
     ],
@@ -687,4 +688,6 @@ def test_vgg16_skeleton_has_torchvision_names():
     linears = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
     assert convs == [f"features.{i}" for i in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)]
     assert linears == ["classifier.0", "classifier.3", "classifier.6"]
-    assert composites.montavon_vgg(model, 0.0, 1.0).resolve(model)["features.17"] == Epsilon(0.25)
+    assert composites.montavon_vgg(model, 0.0, 1.0).resolve(model)["features.17"] == Epsilon(
+        0.25, relative=True
+    )

@@ -489,6 +489,18 @@ def test_rule_negative_epsilon(make):
     assert isinstance(RuleError(text), ValueError)
 
 
+def test_rule_relative_epsilon_zero_or_not_a_bool():
+    message(
+        RuleError,
+        lambda: Epsilon(0.0, relative=True),
+        "a relative epsilon must be > 0",
+        "epsilon=0.0",
+        "LRP0()",
+    )
+    message(RuleError, lambda: Epsilon(0.25, relative="yes"), "relative must be True or False")
+    message(RuleError, lambda: Epsilon(-0.25, relative=True), "epsilon must be a finite number ≥ 0")
+
+
 @pytest.mark.parametrize("alpha, beta", [(2, 2), (3, 1), (1, 0.5)])
 def test_rule_alpha_minus_beta_not_one(alpha, beta):
     message(

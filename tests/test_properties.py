@@ -188,6 +188,7 @@ def all_rules(low: float, high: float) -> list[Rule]:
         LRP0(),
         Epsilon(),
         Epsilon(1.0),
+        Epsilon(0.25, relative=True),
         Gamma(0.25),
         Gamma(0.25, epsilon=0.0),
         AlphaBeta(1.0),
@@ -261,7 +262,7 @@ def ledger_finite(ledger) -> bool:
     recipe=architectures(batchnorm=False),
     scenario=SCENARIOS,
     layer_mask=st.lists(st.booleans(), min_size=6, max_size=6),
-    rules=st.lists(st.integers(0, 15), min_size=4, max_size=4, unique=True),
+    rules=st.lists(st.integers(0, 16), min_size=4, max_size=4, unique=True),
     first=st.sampled_from([None, "flat", "w2", "zbox"]),
     init=st.sampled_from(["logit", "one"]),
     target=st.one_of(st.none(), st.integers(0, 2)),
@@ -276,7 +277,7 @@ def test_no_rule_produces_nan_or_inf(
     low, high = float(x.min()) - 1.0, float(x.max()) + 1.0
     walk = lt.Walkthrough(model).forward(x[0])
     book = all_rules(low, high)
-    assert len(book) == 16
+    assert len(book) == 17
     for rule in [book[k] for k in rules]:
         if first is None:
             spec: Any = composites.uniform(rule)

@@ -2,16 +2,18 @@ r"""Exercise 05: a composite for VGG-16 — which rule where, and why.
 
 Montavon et al. (2019, *Layer-Wise Relevance Propagation: An Overview*, sec. 10.2) explain
 VGG-16 with z^B at the pixels, LRP-γ in the lower convolutions, LRP-ε in the middle ones
-and LRP-0 in the dense top layers. With torchvision's layer names:
+and LRP-0 in the dense top layers. As in their tutorial, the middle layers' ε is relative:
+0.25 times the RMS of the layer's z, per sample. With torchvision's layer names:
 
-==========================  ========================  =====================================
-layers                      rule                      why
-==========================  ========================  =====================================
-features.0                  ZBox(low, high)           pixels are bounded, and can be < 0
-features.2 … features.14    Gamma(0.25)               stable, favours positive evidence
-features.17 … features.28   Epsilon(0.25)             absorbs weak, contradicting evidence
-classifier.0, .3, .6        LRP0()                    few, simple layers: faithful
-==========================  ========================  =====================================
+=========================  ===============================  ==================================
+layers                     rule                             why
+=========================  ===============================  ==================================
+features.0                 ZBox(low, high)                  pixels are bounded, can be < 0
+features.2 … features.14   Gamma(0.25)                      stable, favours positive evidence
+features.17 … features.28  Epsilon(0.25, relative=True)     absorbs weak, contradicting
+                                                            evidence, whatever the scale
+classifier.0, .3, .6       LRP0()                           few, simple layers: faithful
+=========================  ===============================  ==================================
 """
 
 from __future__ import annotations
@@ -182,9 +184,11 @@ _WHY = {
         "features instead of single noisy pixels."
     ),
     "middle": (
-        "the middle convolutions (features.17 … features.28) get LRP-ε with ε = 0.25: ε "
-        "absorbs weak and contradicting contributions, so that only the salient evidence "
-        "travels on."
+        "the middle convolutions (features.17 … features.28) get LRP-ε with ε = 0.25 relative "
+        "to the layer, Epsilon(0.25, relative=True): the stabiliser adds 0.25·RMS(z) of the "
+        "layer (per sample), so it absorbs weak and contradicting contributions — weak "
+        "compared with the layer's typical |z_j| — whatever the scale of the activations, and "
+        "only the salient evidence travels on."
     ),
     "top": (
         "the dense layers (classifier.0, .3, .6) get LRP-0: near the output there are few "
@@ -197,7 +201,7 @@ _WHY = {
 def _expected(low: np.ndarray, high: np.ndarray) -> dict[str, tuple[Rule, str]]:
     expected: dict[str, tuple[Rule, str]] = {"features.0": (ZBox(low, high), "pixels")}
     expected.update({name: (Gamma(0.25), "lower") for name in _LOWER})
-    expected.update({name: (Epsilon(0.25), "middle") for name in _MIDDLE})
+    expected.update({name: (Epsilon(0.25, relative=True), "middle") for name in _MIDDLE})
     expected.update({name: (LRP0(), "top") for name in _TOP})
     return expected
 
@@ -233,7 +237,14 @@ def _rule_problem(got: Rule | None, want: Rule, low: np.ndarray, high: np.ndarra
         return None
     if abs(got.epsilon - want.epsilon) > 1e-12:
         weak = " — so small that it barely absorbs anything" if got.epsilon < 1e-3 else ""
-        return f"it got {got!r}{weak}; the recipe uses ε = {want.epsilon:g}."
+        return f"it got {got!r}{weak}; the recipe uses ε = {want.epsilon:g}: {want!r}."
+    if got.relative != want.relative:
+        return (
+            f"it got {got!r}, an absolute ε; the recipe's ε is relative to the layer: "
+            f"{want!r} adds {want.epsilon:g}·RMS(z) of the layer's z (per sample) instead of "
+            f"{want.epsilon:g}, so that it absorbs the same share of weak contributions "
+            "whatever the scale of the activations."
+        )
     return None
 
 
@@ -253,7 +264,7 @@ def ex05_composite(vgg16_composite: Callable) -> str:
     True
     >>> result = ex05_composite(lambda low, high: composites.epsilon_gamma_box(low, high))
     >>> print(result.message.splitlines()[1])
-    Layer features.17: it got Gamma(gamma=0.25), expected Epsilon(epsilon=0.25).
+    Layer features.17: it got Gamma(gamma=0.25), expected Epsilon(epsilon=0.25, relative=True).
     """
     cases = numbered(
         [
@@ -273,7 +284,8 @@ def ex05_composite(vgg16_composite: Callable) -> str:
         _check_composite(vgg16_composite, case)
     return (
         "All 16 weighted layers get the right rule: features.0 ZBox (pixels), features.2–14 "
-        "Gamma(0.25), features.17–28 Epsilon(0.25), classifier.0/3/6 LRP-0 — the same as "
+        "Gamma(0.25), features.17–28 Epsilon(0.25, relative=True), classifier.0/3/6 LRP-0 — "
+        "the same as "
         "composites.montavon_vgg."
     )
 

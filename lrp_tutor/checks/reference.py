@@ -96,7 +96,7 @@ def dense_absorbed(x: Any, W: Any, b: Any, R_out: Any, rule: Rule) -> tuple[floa
         denominator = part.stabilize(z_j)
         c = part.coefficient
         bias += float(np.sum(c * safe_divide(part.bias(b), denominator) * R_out))
-        eps = part.epsilon * sign(z_j)
+        eps = part.epsilon_of(z_j) * sign(z_j)  # ε, or ε·RMS(z) if relative
         stabiliser += float(np.sum(c * safe_divide(eps, denominator) * R_out))
         stabiliser += float(np.sum(c * R_out * (denominator == 0)))
     return bias, stabiliser

@@ -114,36 +114,56 @@ def _stacking(parts: Sequence[Part], nonneg: bool) -> tuple[list, list[list]] | 
 
 def _ratio(
     r: Tensor, z: Tensor, part: Part, scratch: Scratch | None = None, slot: int = 0
-) -> tuple[Tensor, Tensor | None]:
-    r""":math:`s = c_p R / \mathrm{stab}(z)` (0 where the denominator is 0, ε = 0), and
-    :math:`\mathrm{sign}(z)` with sign(0) = +1 (for ε > 0; None for ε = 0).
+) -> tuple[Tensor, Tensor | None, Tensor | float]:
+    r""":math:`s = c_p R / \mathrm{stab}(z)` (0 where the denominator is 0), the sign of z
+    (for ε > 0; None for ε = 0) and the ε that was added (a number, or for a relative ε one
+    per sample, shaped (N, 1, …)).
 
-    The stabiliser is the rule book's (:meth:`~lrp_tutor.rules.Part.stabilize`). Both are
-    written into ``scratch`` (the ratio into buffer ``slot``, one per part): they are needed
-    only until the layer's backward returns.
+    The stabiliser is the rule book's (:meth:`~lrp_tutor.rules.Part.epsilon_of` and
+    :meth:`~lrp_tutor.rules.Part.stabilize`). The sign and the ratio are written into
+    ``scratch`` (the ratio into buffer ``slot``, one per part): they are needed only until the
+    layer's backward returns.
     """
     if part.epsilon > 0:
+        epsilon = part.epsilon_of(z, batched=True)  # ε, or ε·RMS_n(z) per sample n
         sign_z = sign(z, out=scratch_like(scratch, "sign", z))
-        den = part.stabilize(z, sign_z, out=scratch_like(scratch, ("ratio", slot), z))
-        s = torch.div(r, den, out=den) if den.shape == r.shape else r / den
+        den = part.stabilize(z, sign_z, scratch_like(scratch, ("ratio", slot), z), epsilon=epsilon)
+        if part.relative and bool((epsilon == 0).any()):  # a sample whose z are all 0
+            s = safe_divide(r, den)
+        else:
+            s = torch.div(r, den, out=den) if den.shape == r.shape else r / den
     else:
-        sign_z = None
+        epsilon, sign_z = 0.0, None
         s = safe_divide(r, z)
     if part.coefficient != 1:
         s = s.mul_(part.coefficient)
-    return s, sign_z
+    return s, sign_z, epsilon
 
 
 def _stabilizer_absorbed(
-    r: Tensor, s: Tensor, z: Tensor, sign: Tensor | None, part: Part, batch: int | None
+    r: Tensor,
+    s: Tensor,
+    z: Tensor,
+    sign: Tensor | None,
+    part: Part,
+    epsilon: Tensor | float,
+    batch: int | None,
 ):
     r"""Relevance the stabiliser took: :math:`\sum_j s_j\,\varepsilon\,\mathrm{sign}(z_j)`
-    (:math:`s_j = c_p R_j/\mathrm{stab}(z_j)`), or with ε = 0, :math:`c_p \sum_j R_j` over
-    the neurons with :math:`z_j = 0`, which send nothing. ``sign`` is a temporary of
+    (:math:`s_j = c_p R_j/\mathrm{stab}(z_j)`; a relative ε is one number per sample and
+    comes out of the sum), plus :math:`c_p \sum_j R_j` over the neurons whose denominator is
+    0 (ε = 0 and :math:`z_j = 0`), which send nothing. ``sign`` is a temporary of
     :func:`_ratio`: the products are written into it."""
     if sign is not None:
         product = sign.mul_(s) if sign.shape == s.shape else s * sign
-        return per_sample_sum(product, batch) * part.epsilon
+        if not part.relative:
+            return per_sample_sum(product, batch) * epsilon
+        eps_n = epsilon.reshape(-1)
+        absorbed = per_sample_sum(product, batch) * eps_n
+        dead = eps_n == 0  # RMS_n(z) = 0: every z_j of sample n is 0 and sends nothing
+        if bool(dead.any()):
+            absorbed = absorbed + per_sample_sum(r, batch) * dead * part.coefficient
+        return absorbed
     dead = z == 0
     if not bool(dead.any()):
         return None
@@ -206,7 +226,7 @@ class WeightedRule(torch.autograd.Function):
         ss = []
         cs: dict = {}  # c^k_i = Σ_p Σ_j ρ_pk(w_ij) s^p_j, one per input φ_k
         for p, (part, z) in enumerate(zip(ctx.parts, zs, strict=True)):
-            s, sign = _ratio(r, z, part, layer.scratch, p)  # s_j = c_p R_j / stab(z_j)
+            s, sign, eps = _ratio(r, z, part, layer.scratch, p)  # s_j = c_p R_j / stab(z_j)
             if ctx.plan is not None:
                 ss.append(s)
             else:
@@ -216,7 +236,7 @@ class WeightedRule(torch.autograd.Function):
                         cs[term.input] = _add_into(cs.get(term.input), c)
             if part.bias is not zeros_like:
                 bias = _add(bias, layer.bias_absorbed(s, part.bias, ctx.booking.batch))
-            stab = _add(stab, _stabilizer_absorbed(r, s, z, sign, part, ctx.booking.batch))
+            stab = _add(stab, _stabilizer_absorbed(r, s, z, sign, part, eps, ctx.booking.batch))
         own = ctx.plan is None  # each c^k a tensor of its own, not a slice of one product
         if ctx.plan is not None:  # every c^k in one product
             inputs, rhos = ctx.plan
@@ -312,14 +332,14 @@ class SumRule(torch.autograd.Function):
         r_ins: list[Tensor | None] = [None] * len(inputs)
         stab = None
         for p, (part, ws, z) in enumerate(zip(ctx.parts, ctx.weights, zs, strict=True)):
-            s, sign = _ratio(r, z, part, ctx.scratch, p)
+            s, sign, eps = _ratio(r, z, part, ctx.scratch, p)
             for term, w in zip(part.terms, ws, strict=True):
                 if w == 0:
                     continue
                 sw = s if w == 1 else s * w  # ρ(1) s_j
                 for k, a in enumerate(inputs):
                     r_ins[k] = _add(r_ins[k], term.input(a) * sw)
-            stab = _add(stab, _stabilizer_absorbed(r, s, z, sign, part, ctx.booking.batch))
+            stab = _add(stab, _stabilizer_absorbed(r, s, z, sign, part, eps, ctx.booking.batch))
         pairs = zip(inputs, r_ins, strict=True)
         grads = tuple(torch.zeros_like(a) if g is None else g for a, g in pairs)
         ctx.booking.book(r, grads, None, stab)
@@ -327,10 +347,13 @@ class SumRule(torch.autograd.Function):
 
 
 class Product(torch.autograd.Function):
-    """The uniform rule for :math:`a \\odot b` (``matmul=False``) or :math:`a\\,b`."""
+    """The uniform rule for :math:`a \\odot b` (``matmul=False``) or :math:`a\\,b`.
+
+    ``epsilon``: the stabiliser's ε, or the rule's :class:`~lrp_tutor.rules.Part` (whose ε
+    may be relative: then :math:`\\varepsilon\\cdot\\mathrm{RMS}_n(z)` of the product)."""
 
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, epsilon: float, matmul: bool, booking: Booking):
+    def forward(ctx, a: Tensor, b: Tensor, epsilon: float | Part, matmul: bool, booking: Booking):
         z = torch.matmul(a, b) if matmul else a * b
         ctx.save_for_backward(a, b, z)
         ctx.epsilon, ctx.matmul, ctx.booking = epsilon, matmul, booking
@@ -339,7 +362,10 @@ class Product(torch.autograd.Function):
     @staticmethod
     def backward(ctx, r: Tensor):
         a, b, z = ctx.saved_tensors
-        den = z + ctx.epsilon * sign(z) if ctx.epsilon else z
+        eps = ctx.epsilon
+        if isinstance(eps, Part):
+            eps = eps.epsilon_of(z, batched=True)
+        den = z + eps * sign(z) if isinstance(eps, Tensor) or eps else z
         s = torch.where(den == 0, torch.zeros_like(r), r / torch.where(den == 0, 1, den))
         if ctx.matmul:
             r_a = 0.5 * a * (s @ b.transpose(-1, -2))

@@ -8,6 +8,11 @@ A rule is a list of parts *p* (see :mod:`lrp_tutor.rules`). For part *p*
     z^p_j = \sum_i z^p_{ij} + \rho^p(b_j), \qquad
     R_{i \leftarrow j} = \sum_p c_p \frac{z^p_{ij}}{\mathrm{stab}(z^p_j)} R_j .
 
+A relative ε (``Epsilon(0.25, relative=True)``) is :math:`\varepsilon \cdot \mathrm{RMS}(z^p)`
+over **all** output neurons of the layer, so :func:`propagate` computes it from the whole
+layer's :math:`z^p` and keeps it (:attr:`Propagation.epsilons`), and :func:`part_messages`,
+which sees only a view's neurons, is handed it.
+
 :func:`part_messages` evaluates this neuron by neuron on a :class:`~._layers.View` (the
 didactic form, an (n_I, n_J) matrix per part). :func:`propagate` evaluates the same formula
 for the whole layer in Montavon's four steps, without building any matrix of messages:
@@ -62,7 +67,8 @@ class PartMessages:
     coefficient : float
         :math:`c_p` (1, α or −β).
     epsilon : float
-        The part's ε.
+        The ε the part's stabiliser added: its ε, or for a relative ε, ε·RMS(z) of the whole
+        layer's :math:`z^p` (the sample's).
     z_ij : ndarray, shape (n_I, n_J)
         :math:`z^p_{ij} = \sum_t \phi_t(x_i)\rho_t(w_{ij})`.
     bias_j : ndarray, shape (n_J,)
@@ -89,41 +95,55 @@ class PartMessages:
     stabilizer_absorbed: np.ndarray
 
 
-def part_messages(part: Part, phi_x: list[np.ndarray], view: View, r_j: np.ndarray) -> PartMessages:
+def part_messages(
+    part: Part,
+    phi_x: list[np.ndarray],
+    view: View,
+    r_j: np.ndarray,
+    epsilon: float | None = None,
+) -> PartMessages:
     """The messages of ``part`` for the neurons of ``view``.
 
     ``phi_x[t]`` is :math:`\\phi_t(x_i)` at the view's inputs (0 at padding); ``r_j`` is
-    :math:`R_j` of the view's outputs.
+    :math:`R_j` of the view's outputs; ``epsilon`` the ε to add (from
+    :attr:`Propagation.epsilons`; needed for a relative ε, which depends on every neuron of the
+    layer, not only the view's).
     """
+    if epsilon is None:
+        if part.relative and part.epsilon:
+            raise ValueError("part_messages: a relative ε needs the whole layer's ε·RMS(z).")
+        epsilon = part.epsilon
     z_ij = sum(
         p[:, None] * term.weight(view.w_ij) for p, term in zip(phi_x, part.terms, strict=True)
     )
     bias_j = np.asarray(part.bias(view.b_j), dtype=np.float64)
     z_j = z_ij.sum(axis=0) + bias_j
-    denominator = part.stabilize(z_j)
+    denominator = part.stabilize(z_j, epsilon=epsilon)
     s_j = safe_divide(r_j, denominator)  # R_j / stab(z_j), 0 where stab(z_j) = 0
     c = part.coefficient
     return PartMessages(
         label=part.label,
         coefficient=c,
-        epsilon=part.epsilon,
+        epsilon=float(epsilon),
         z_ij=z_ij,
         bias_j=bias_j,
         z_j=z_j,
         denominator=denominator,
         R_ij=c * z_ij * s_j,
         bias_absorbed=c * bias_j * s_j,
-        stabilizer_absorbed=c * (part.epsilon * sign(z_j) * s_j + (denominator == 0) * r_j),
+        stabilizer_absorbed=c * (epsilon * sign(z_j) * s_j + (denominator == 0) * r_j),
     )
 
 
 @dataclass
 class Propagation:
-    """The relevance a whole layer sends to its input, and what it absorbed per output neuron."""
+    """The relevance a whole layer sends to its input, and what it absorbed per output neuron;
+    ``epsilons``: per part of the rule, the ε its stabiliser added (ε·RMS(z) if relative)."""
 
     R_in: np.ndarray
     bias: np.ndarray
     stabilizer: np.ndarray
+    epsilons: tuple[float, ...] = ()
 
 
 def propagate(layer: Layer, rule: Rule | None, x: np.ndarray, r_out: np.ndarray) -> Propagation:
@@ -142,6 +162,7 @@ def propagate(layer: Layer, rule: Rule | None, x: np.ndarray, r_out: np.ndarray)
         return Propagation(r_out.reshape(x.shape).copy(), none, none)
     r_in = np.zeros(x.shape)
     bias, stabilizer = none.copy(), none.copy()
+    epsilons = []
     b = layer.bias_map(r_out.shape)
     phi_cache: dict[int, np.ndarray] = {}
     for part in rule.parts:
@@ -150,14 +171,16 @@ def propagate(layer: Layer, rule: Rule | None, x: np.ndarray, r_out: np.ndarray)
         z = bias_j + sum(
             layer.apply(phi, term.weight) for phi, term in zip(phis, part.terms, strict=True)
         )
-        denominator = part.stabilize(z)
+        epsilon = float(part.epsilon_of(z))  # ε, or ε·RMS(z) over the whole layer
+        epsilons.append(epsilon)
+        denominator = part.stabilize(z, epsilon=epsilon)
         s = safe_divide(r_out, denominator)
         c = part.coefficient
         for phi, term in zip(phis, part.terms, strict=True):
             r_in += c * phi * layer.transpose(s, term.weight, x.shape)
         bias += c * bias_j * s
-        stabilizer += c * (part.epsilon * sign(z) * s + (denominator == 0) * r_out)
-    return Propagation(r_in, bias, stabilizer)
+        stabilizer += c * (epsilon * sign(z) * s + (denominator == 0) * r_out)
+    return Propagation(r_in, bias, stabilizer, tuple(epsilons))
 
 
 def _cached(cache: dict[int, np.ndarray], phi: Callable[[Any], Any], x: np.ndarray) -> np.ndarray:

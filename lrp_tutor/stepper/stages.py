@@ -222,14 +222,16 @@ class Messages(Stage):
         self.R_j = step.relevance_out.reshape(-1)[view.outputs]
         self.parts: tuple[PartMessages, ...] = ()
         if isinstance(step.layer, LinearLayer) and rule is not None and rule.parts:
+            epsilons = step._propagation.epsilons  # a relative ε is the whole layer's
             self.parts = tuple(
                 part_messages(
                     part,
                     [view.gather(modified_input(t.input, step.x)) for t in part.terms],
                     view,
                     self.R_j,
+                    epsilons[p] if p < len(epsilons) else None,
                 )
-                for part in rule.parts
+                for p, part in enumerate(rule.parts)
             )
             self.R_ij = sum(p.R_ij for p in self.parts)
             self.bias_absorbed = sum(p.bias_absorbed for p in self.parts)
@@ -494,6 +496,13 @@ class Stabilization(Stage):
             row += [f.num(d[j]) for d in self.denominators.values()]
             rows.append(row)
         formula = "stab(z) = z + ε·sign(z), sign(0) = +1;  LRP-0 divides by z_j itself"
+        rule_parts = self.step.rule.parts if self.step.rule is not None else ()
+        for part, shown in zip(rule_parts, self._messages.parts, strict=False):
+            if part.relative:  # ε·RMS(z) over all the layer's neurons, not only those shown
+                formula += (
+                    f";  relative ε: ε = {part.epsilon:g}·RMS({shown.label}) of the whole layer "
+                    f"= {f.num(shown.epsilon)}"
+                )
         return f.para(formula) + f.table(header, rows) + f.more(len(rows), self.z_j.size, "neurons")
 
     def plot(self, *, ax: Any = None) -> Figure:

@@ -75,7 +75,7 @@ def multiply(call) -> Tensor:
         k = _gate_of(call, a, b)
         if k is None:
             rule = call.rule("fixed", Product_)
-            epsilon = rule.parts[0].epsilon if rule.parts else 0.0
+            epsilon = rule.parts[0] if rule.parts else 0.0  # its ε may be relative
             return Product.apply(a, b, epsilon, False, call.booking("product"))
         gate, signal = (a, b) if k == 0 else (b, a)
         weight = gate.detach()
@@ -114,7 +114,7 @@ def matmul_of_activations(call) -> Tensor:
                 "write it as a matmul and an addition."
             )
     rule = call.rule("fixed", Product_)
-    epsilon = rule.parts[0].epsilon if rule.parts else 0.0
+    epsilon = rule.parts[0] if rule.parts else 0.0  # its ε may be relative
     return Product.apply(a, b, epsilon, True, call.booking("matmul"))
 
 
