@@ -38,6 +38,7 @@ EXPECTED = [
     "08_evaluating_explanations.ipynb",
     "09_unmasking_a_clever_hans.ipynb",
     "10_deep_taylor_decomposition.ipynb",
+    "11_lrp_for_attention.ipynb",
     "lecture_demo.ipynb",
 ]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -192,6 +193,7 @@ PROSE_AUDITED = [
     "06_lrp0_is_gradient_times_input.ipynb",
     "08_evaluating_explanations.ipynb",
     "09_unmasking_a_clever_hans.ipynb",
+    "11_lrp_for_attention.ipynb",
     "lecture_demo.ipynb",
 ]
 """The notebooks whose prose has been audited; 07 and newer notebooks join once theirs is."""
