@@ -280,8 +280,8 @@ def ex09_uniform_product(uniform_product_fn: Callable) -> str:
 _SOFTMAX_NAMES = ("x", "r")
 _SOFTMAX_SHAPES = "x and r have the same shape; softmax runs along the last axis (axis=-1)."
 _ABSORBED = (
-    "the softmax rule does not pass R on unchanged: R_i = x_i (R_i − s_i Σ_j R_j). What it "
-    "leaves out, Σ_j R_j (1 − x_j + x̄), is absorbed like a bias (the ledger books it)."
+    "The rule is R_i = x_i (R_i − s_i Σ_j R_j); what it leaves out, Σ_j R_j (1 − x_j + x̄), "
+    "is absorbed like a bias (the ledger books it)."
 )
 
 
@@ -309,7 +309,7 @@ def _softmax_variants(x: np.ndarray, r: np.ndarray) -> list:
             lambda: r,
         ),
         (
-            "you returned x ⊙ r without the − s_i Σ_j R_j term: " + _ABSORBED,
+            "you returned x ⊙ r without the − s_i Σ_j R_j term. " + _ABSORBED,
             masked(lambda: x * r),
         ),
         (
