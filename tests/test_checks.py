@@ -211,6 +211,60 @@ def lrp_cnn(model, x, eps, *, mistake=None):
     return R
 
 
+def uniform_product(a, b, r, epsilon):
+    z = a @ b
+    d = z + epsilon * sign(z)
+    s = np.divide(r, d, out=np.zeros_like(d), where=d != 0)
+    return 0.5 * a * (s @ b.T), 0.5 * b * (a.T @ s)
+
+
+def softmax_rule(x, r):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    s = e / e.sum(axis=-1, keepdims=True)
+    out = x * (r - s * r.sum(axis=-1, keepdims=True))
+    return np.where(np.isfinite(x), out, 0.0)
+
+
+def attention_relevance(X, Wq, Wk, Wv, R_out, epsilon, *, mistake=None):
+    def epsilon_rule(x, W, r):
+        z = x @ W
+        d = z + epsilon * sign(z)
+        return x * (np.divide(r, d, out=np.zeros_like(d), where=d != 0) @ W.T)
+
+    Q, K, V = X @ Wq, X @ Wk, X @ Wv
+    S = Q @ K.T
+    e = np.exp(S - S.max(axis=-1, keepdims=True))
+    A = e / e.sum(axis=-1, keepdims=True)
+    product = uniform_product
+    if mistake == "full":
+
+        def product(a, b, r, eps):
+            return tuple(2 * v for v in uniform_product(a, b, r, eps))
+
+    R_A, R_V = product(A, V, R_out, epsilon)
+    R_S = softmax_rule(S, R_A)
+    R_Q, R_Kt = product(Q, K.T, R_S, epsilon)
+    R_K = R_Kt if mistake == "no transpose" else R_Kt.T
+    R_X = epsilon_rule(X, Wv, R_V)
+    if mistake == "values only":
+        return R_X
+    return R_X + epsilon_rule(X, Wq, R_Q) + epsilon_rule(X, Wk, R_K)
+
+
+def _cp_head(X, Wq, Wk, Wv, R_out, epsilon):
+    """CP-LRP: the attention weights held constant."""
+    S = (X @ Wq) @ (X @ Wk).T
+    e = np.exp(S - S.max(axis=-1, keepdims=True))
+    A = e / e.sum(axis=-1, keepdims=True)
+    V = X @ Wv
+    O = A @ V
+    d = O + epsilon * sign(O)
+    R_V = V * (A.T @ np.divide(R_out, d, out=np.zeros_like(d), where=d != 0))
+    z = X @ Wv
+    d = z + epsilon * sign(z)
+    return X * (np.divide(R_V, d, out=np.zeros_like(d), where=d != 0) @ Wv.T)
+
+
 # --------------------------------------------------------------------------------------
 # Each checker: the right answer passes, typical mistakes are named.
 
@@ -237,6 +291,9 @@ RIGHT = {
     "08.1": lrp_dense,
     "08.2": lrp_mlp,
     "08.3": lrp_cnn,
+    "09.1": uniform_product,
+    "09.2": softmax_rule,
+    "09.3": attention_relevance,
 }
 
 
@@ -466,6 +523,49 @@ WRONG = {
         (lambda model, x, eps: lrp_cnn(model, x, 0.0), "without the stabiliser"),
         (lambda model, x, eps: lrp_cnn(model, x, eps)[:, 0], "shape"),
     ],
+    "09.1": [
+        (
+            lambda a, b, r, eps: tuple(2 * v for v in uniform_product(a, b, r, eps)),
+            "factor 1 instead of ½",
+        ),
+        (lambda a, b, r, eps: uniform_product(a, b, r, 0.0), "ignored ε"),
+        (
+            lambda a, b, r, eps: (
+                0.5 * a * ((r / stabilize(a @ b, eps)) @ b),
+                0.5 * b * (a @ (r / stabilize(a @ b, eps))),
+            ),
+            "wrong transposes",
+        ),
+        (lambda a, b, r, eps: (0.5 * a * (r @ b.T), 0.5 * b * (a.T @ r)), "s = r / stab(z)"),
+        (lambda a, b, r, eps: uniform_product(a, b, r, eps)[::-1], "return (R_a, R_b)"),
+        (lambda a, b, r, eps: uniform_product(a, b, r, eps)[0], "Expected a pair"),
+    ],
+    "09.2": [
+        (lambda x, r: r, "forgot softmax's absorbed part"),
+        (lambda x, r: np.where(np.isfinite(x), x * r, 0.0), "without the − s_i Σ_j R_j term"),
+        (
+            lambda x, r: softmax_rule(x, r) / x if x.ndim == 1 else softmax_rule(x, r),
+            "forgot to multiply by x",
+        ),
+        (
+            lambda x, r: np.where(
+                np.isfinite(x), x * (r - np.exp(x) / np.exp(x).sum(-1, keepdims=True) * r), 0.0
+            ),
+            "s_i R_i where s_i Σ_j R_j belongs",
+        ),
+        (
+            lambda x, r: (
+                x * (r - np.exp(x) / np.exp(x).sum(-1, keepdims=True) * r.sum(-1, keepdims=True))
+            ),
+            "NaN or inf",
+        ),
+    ],
+    "09.3": [
+        (_cp_head, "CP-LRP"),
+        (lambda *args: attention_relevance(*args, mistake="values only"), "only the value path"),
+        (lambda *args: attention_relevance(*args, mistake="full"), "factor 1 instead of ½"),
+        (lambda *args: attention_relevance(*args, mistake="no transpose"), "transposed back"),
+    ],
 }
 
 
@@ -626,6 +726,41 @@ def test_html_escapes_the_message():
 
 # --------------------------------------------------------------------------------------
 # The references themselves, against independent computations.
+
+
+def test_attention_references_equal_the_engine():
+    """The references of exercise 09 are what lt.explain computes with AttnLRP (ε = 0)."""
+    from lrp_tutor import explain
+    from lrp_tutor.checks import ex09
+    from lrp_tutor.rules import LRP0 as Zero
+
+    zero = composites.Composite(
+        by_type={torch.nn.Module: Zero()}, default=Zero(), attention="attn_lrp"
+    )
+    rng = np.random.default_rng(11)
+    X, Wq, Wk, Wv = (rng.normal(size=s) for s in ((4, 3), (3, 3), (3, 3), (3, 2)))
+    C = rng.uniform(0.5, 1.5, (4, 2))
+    t = [torch.from_numpy(a) for a in (Wq, Wk, Wv, C)]
+
+    class Head(torch.nn.Module):
+        def forward(self, x):
+            q, k, v = x @ t[0], x @ t[1], x @ t[2]
+            A = torch.softmax(q @ k.transpose(-1, -2), dim=-1)
+            return ((A @ v) * t[3]).sum((1, 2)).unsqueeze(1)
+
+    e = explain(Head().eval(), torch.from_numpy(X)[None], composite=zero)
+    e.ledger.check(1e-10)
+    Q, K, V = X @ Wq, X @ Wk, X @ Wv
+    S = Q @ K.T
+    A = np.exp(S - S.max(-1, keepdims=True))
+    A /= A.sum(-1, keepdims=True)
+    R_out = (A @ V) * C  # what the head's output receives from the linear read-out
+    expected = ex09.attention_relevance(X, Wq, Wk, Wv, R_out, 0.0)
+    np.testing.assert_allclose(e.relevance[0].numpy(), expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(attention_relevance(X, Wq, Wk, Wv, R_out, 0.0), expected, rtol=1e-12)
+    x, r = rng.normal(size=(3, 5)), rng.normal(size=(3, 5))
+    np.testing.assert_allclose(ex09.softmax_rule(x, r), softmax_rule(x, r), rtol=1e-12)
+    assert abs(ex09.softmax_rule(x, r).sum() - r.sum()) > 1e-3  # it absorbs: not conserving
 
 
 def test_dense_reference_is_the_four_steps():

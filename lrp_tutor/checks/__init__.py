@@ -30,6 +30,7 @@ from .ex05 import ex05_composite, ex05_pixel_bounds, vgg16_skeleton
 from .ex06 import LinearModel, ex06_aopc, ex06_flip_order, ex06_pixel_flipping
 from .ex07 import ex07_eigengap, ex07_normalize
 from .ex08 import ex08_lrp_cnn, ex08_lrp_dense, ex08_lrp_mlp
+from .ex09 import ex09_attention_relevance, ex09_softmax_rule, ex09_uniform_product
 
 __all__ = [
     "CheckResult",
@@ -59,4 +60,7 @@ __all__ = [
     "ex08_lrp_dense",
     "ex08_lrp_mlp",
     "ex08_lrp_cnn",
+    "ex09_uniform_product",
+    "ex09_softmax_rule",
+    "ex09_attention_relevance",
 ]

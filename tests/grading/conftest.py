@@ -21,7 +21,7 @@ from lrp_tutor import assignments
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # students' plotting cells must not open windows
 
-EXERCISES = ("01", "02", "03", "04", "05", "06", "07", "08")
+EXERCISES = ("01", "02", "03", "04", "05", "06", "07", "08", "09")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

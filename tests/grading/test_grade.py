@@ -1,6 +1,6 @@
 """Grade a student's notebook task by task: ``pytest -m ex02 tests/grading --student FILE``.
 
-Each task is one test, marked with its exercise (ex01 … ex08). The notebook's code cells
+Each task is one test, marked with its exercise (ex01 … ex09). The notebook's code cells
 run in one namespace (cells that call the checkers are skipped; an unfinished task's
 NotImplementedError does not stop the others), then the task's checker runs on the
 student's function, held-out cases included (as in the hidden tests nbgrader runs), and
