@@ -10,7 +10,8 @@ Two transformers with random weights, float32:
 For each, interleaved in one loop, the median time of a plain input gradient (forward and
 ``torch.autograd.grad`` of the target logit), ``lt.explain`` with ``attn_lrp()`` and with
 ``cp_lrp()``, each printed over the gradient's; then the peak memory of each above the memory
-in use before it (CPU: peak resident set size from /proc; CUDA: the allocator's peak),
+in use before it, each measured in a fresh process after one warm-up call (CPU: peak
+resident set size from /proc; CUDA: the allocator's peak),
 LRP's extra peak (its peak minus the gradient's) over the gradient's.
 
 Targets (issue 17): AttnLRP ≤ 1.5×, CP-LRP ≤ 1.3× the gradient's time, extra peak memory
@@ -130,6 +131,24 @@ def timings(table: dict, x: torch.Tensor, repeats: int, device: str) -> dict[str
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def memory_in_child(name: str, method: str, args: argparse.Namespace) -> float:
+    """Peak memory (MiB) of one call above what was in use before it, in a fresh process
+    (after one warm-up call there), so that no other method's memory is counted."""
+    command = [sys.executable, __file__, "--memory-child", name, method]
+    command += ["--device", args.device, "--threads", str(args.threads)]
+    command += ["--small"] if args.small else []
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _memory_child(name: str, method: str, args: argparse.Namespace) -> float:
+    model, x = build(name, args.small)
+    model, x = model.to(args.device), x.to(args.device)
+    fn = methods(model)[method]
+    fn(x)
+    return peak_memory(lambda: fn(x), args.device)
+
+
 def lxt_child(name: str, rule: str, repeats: int, small: bool) -> dict[str, float]:
     """Gradient, then LXT (patched for good): medians in seconds (run in a child process)."""
     torch.set_num_threads(torch.get_num_threads())
@@ -168,9 +187,7 @@ def run(args: argparse.Namespace) -> None:
         model, x = model.to(args.device), x.to(args.device)
         table = methods(model)
         medians = timings(table, x, args.repeats, args.device)
-        memory = {}
-        for m, fn in table.items():
-            memory[m] = peak_memory(lambda fn=fn, x=x: fn(x), args.device)
+        memory = {m: memory_in_child(name, m, args) for m in table}
         grad_t, grad_m = medians["gradient"], memory["gradient"]
         print(f"\n{name} (input {tuple(x.shape)})")
         print(f"    {'method':<10} {'median':>9} {'× grad':>8} {'peak MiB':>9} {'extra/grad':>11}")
@@ -210,7 +227,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--small", action="store_true", help="tiny models (the smoke test)")
     parser.add_argument("--lxt", action="store_true", help="time LXT 2.1 beside ours")
     parser.add_argument("--lxt-child", nargs=2, metavar=("MODEL", "RULE"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.memory_child:
+        torch.set_num_threads(args.threads)
+        print(_memory_child(*args.memory_child, args))
+        return
     if args.lxt_child:
         torch.set_num_threads(args.threads)
         print(json.dumps(lxt_child(*args.lxt_child, args.repeats, args.small)))
