@@ -5,9 +5,10 @@ r"""``explain()``: LRP for a batch in one forward and one modified backward pass
     R^{(L)} = f_c(x)\cdot\mathrm{onehot}(c), \qquad
     R^{(l-1)} = \text{rule}^{(l)}\big(R^{(l)}\big), \qquad R(x) = R^{(0)}
 
-The cost is that of a gradient: the forward pass runs once, through the model's own code;
-each operation's backward is replaced by its family's LRP treatment (a transposed matmul or
-convolution, plus whatever modified products the rule needs). See
+The cost is of the order of a gradient's (benchmarks/ print the ratios): the forward pass
+runs once, through the model's own code; each operation's backward is replaced by its
+family's LRP treatment (a transposed matmul or convolution, plus whatever modified products
+the rule needs). See
 :mod:`lrp_tutor.fast.engine` for the interception, :mod:`lrp_tutor.fast.registry` for the
 families and :mod:`lrp_tutor.fast.functions` for the rules' backward passes.
 
