@@ -10,6 +10,7 @@ an uninterrupted run leaves it. Under ``torchrun`` each process takes every WORL
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -272,21 +273,35 @@ def explain_dataset(
 class ChunkWriter:
     """Writes chunks in a background thread while the next batch is explained.
 
-    At most ``depth`` chunks wait to be written. Leaving the ``with`` block (normally or by
-    an exception, Ctrl-C included) waits until every submitted chunk is on disk, so that what
-    was explained is kept; an error while writing is raised in the caller's thread.
+    The thread runs an event loop of its own, in which each chunk is
+    :meth:`RelevanceStore.write_chunk_async`: Zarr's file writes run concurrently, and the
+    thread holds the GIL only briefly. At most ``depth`` chunks wait to be written. Leaving
+    the ``with`` block (normally or by an exception, Ctrl-C included) waits until every
+    submitted chunk is on disk, so that what was explained is kept; an error while writing is
+    raised in the caller's thread (at the next :meth:`submit` or on leaving the block).
     """
 
     def __init__(self, store: RelevanceStore, depth: int = 2) -> None:
         self.store, self.depth = store, depth
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrp-store")
         self._pending: list[Future] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # used in the pool's thread only
+
+    def _write(self, k: int, values: dict[str, np.ndarray]) -> None:
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(self.store.write_chunk_async(k, values))
+
+    def _close_loop(self) -> None:
+        if self._loop is not None:
+            self._loop.run_until_complete(self._loop.shutdown_default_executor())
+            self._loop.close()
 
     def submit(self, k: int, values: dict[str, np.ndarray]) -> None:
         """Queue chunk ``k``; wait for the oldest write while ``depth`` are queued."""
         while len(self._pending) >= self.depth:
             self._pending.pop(0).result()
-        self._pending.append(self._pool.submit(self.store.write_chunk, k, values))
+        self._pending.append(self._pool.submit(self._write, k, values))
 
     def __enter__(self) -> ChunkWriter:
         return self
@@ -296,6 +311,7 @@ class ChunkWriter:
             for future in self._pending:
                 future.result()
         finally:
+            self._pool.submit(self._close_loop)
             self._pool.shutdown(wait=True)
 
 

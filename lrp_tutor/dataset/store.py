@@ -31,6 +31,7 @@ version. A store is only ever continued by the same explanation; anything else i
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import importlib.util
 from collections.abc import Iterator
@@ -222,7 +223,8 @@ class RelevanceStore:
                 compressors=None,
                 attributes={"columns": names} if names else None,
             )
-        group.attrs.update({"format": FORMAT, **meta, "input_shape": list(shape)})
+        # the attributes last and in one write (each ``attrs[key] = …`` rewrites zarr.json)
+        group.update_attributes({"format": FORMAT, **meta, "input_shape": list(shape)})
         return cls(group, path)
 
     @classmethod
@@ -345,10 +347,8 @@ class RelevanceStore:
             yield start, stop, array[start:stop]
 
     # -- writing ---------------------------------------------------------------------------
-    def write_chunk(self, k: int, values: dict[str, np.ndarray]) -> None:
-        """Write chunk ``k`` (``values`` holds every name of :data:`ARRAYS`): the relevance,
-        then the chunk's rows of the per-sample table, then mark it finished (so a crash in
-        between leaves it unfinished, to be written again)."""
+    def _rows(self, k: int, values: dict[str, np.ndarray]) -> tuple[slice, np.ndarray, np.ndarray]:
+        """Chunk ``k``'s rows, its relevance and its rows of the per-sample table."""
         start, stop = self.chunk_range(k)
         rows = stop - start
         for name in ARRAYS:
@@ -360,9 +360,26 @@ class RelevanceStore:
         for j, name in enumerate(SCALARS):
             table[:, j] = values[name]
         table[:, len(SCALARS) :] = np.asarray(values["output"]).reshape(rows, -1)
-        self._array("relevance")[start:stop] = np.asarray(values["relevance"])
-        self._array("samples")[start:stop] = table
+        return slice(start, stop), np.asarray(values["relevance"]), table
+
+    def write_chunk(self, k: int, values: dict[str, np.ndarray]) -> None:
+        """Write chunk ``k`` (``values`` holds every name of :data:`ARRAYS`): the relevance,
+        then the chunk's rows of the per-sample table, then mark it finished (so a crash in
+        between leaves it unfinished, to be written again)."""
+        rows, relevance, table = self._rows(k, values)
+        self._array("relevance")[rows] = relevance
+        self._array("samples")[rows] = table
         self._array("done")[k] = True
+
+    async def write_chunk_async(self, k: int, values: dict[str, np.ndarray]) -> None:
+        """:meth:`write_chunk` as a coroutine, for an event loop of the caller's: the relevance
+        and the table rows are written concurrently, the ``done`` flag after both."""
+        rows, relevance, table = self._rows(k, values)
+        await asyncio.gather(
+            self._array("relevance").async_array.setitem(rows, relevance),
+            self._array("samples").async_array.setitem(rows, table),
+        )
+        await self._array("done").async_array.setitem(k, True)
 
     def __repr__(self) -> str:
         attrs = self.attrs
