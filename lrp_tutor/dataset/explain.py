@@ -1,11 +1,14 @@
 """explain_dataset: a whole data set through :func:`lrp_tutor.explain`, into a Zarr store.
 
-The data set is cut into chunks of ``batch_size`` consecutive samples; chunk k holds samples
-``[kB, min((k+1)B, N))`` and is one call of ``explain`` and one write per array. A chunk is
-marked finished only after all its arrays are written, so a run that stops (an exception,
-Ctrl-C, a killed process) is continued by calling again with the same store: finished chunks
-are skipped, and since every chunk is the same batch as before, the store ends up exactly as
-an uninterrupted run leaves it. Under ``torchrun`` each process takes every WORLD_SIZE-th chunk.
+The data set is cut into chunks of S consecutive samples (``chunk_size``, a multiple of the
+batch size B: by default the fewest batches that hold at least 1 MiB of relevance, since a
+Zarr write costs a fixed fraction of a millisecond however small the chunk); chunk k holds
+samples ``[kS, min((k+1)S, N))``, is explained in batches of B (one call of ``explain`` each)
+and written at once: its relevance, its rows of the per-sample table, then its ``done`` flag.
+So a run that stops (an exception, Ctrl-C, a killed process) is continued by calling again
+with the same store: finished chunks are skipped, and since every chunk is cut into the same
+batches as before, the store ends up exactly as an uninterrupted run leaves it. Under
+``torchrun`` each process takes every WORLD_SIZE-th chunk.
 """
 
 from __future__ import annotations
@@ -97,6 +100,25 @@ def _batch_target(spec: Any, y: torch.Tensor | None) -> Any:
     return spec
 
 
+CHUNK_BYTES = 1 << 20
+"""The least relevance (in bytes) a chunk holds by default: Zarr's advice for chunk sizes,
+and enough that a write's fixed cost is small next to explaining the chunk."""
+
+
+def _chunk_size(requested: int | None, batch: int, sample_bytes: int, n: int) -> int:
+    """Samples per chunk: ``requested`` (a multiple of ``batch``), or the fewest whole batches
+    that hold :data:`CHUNK_BYTES` of relevance (at most the batches of the data set)."""
+    if requested is not None:
+        if int(requested) < 1 or int(requested) % batch:
+            raise InputError(
+                f"chunk_size must be a positive multiple of the batch size {batch} (each chunk "
+                f"is explained in whole batches), got {requested}."
+            )
+        return int(requested)
+    batches = max(1, -(-CHUNK_BYTES // max(1, batch * sample_bytes)))
+    return min(batches, -(-n // batch)) * batch
+
+
 def _model_device(model: nn.Module) -> torch.device:
     for tensor in [*model.parameters(), *model.buffers()]:
         return tensor.device
@@ -130,12 +152,16 @@ def _describe(
     spec: Any,
     how: dict[str, Any],
     device: torch.device,
+    chunk_size: int | None = None,
 ) -> dict[str, Any]:
     """The identity of this run (what the store's attributes must match): one sample is
     explained to learn the input shape, the number of classes and the dtype."""
     first = _unpack(loading["collate_fn"]([dataset[0]]))
     x = torch.as_tensor(first[0]).to(device)
     probe = explain(model, x, target=_batch_target(spec, first[1]), **how)
+    relevance = probe.relevance.detach()
+    batch = int(loading["batch_size"])
+    sample_bytes = relevance[0].numel() * relevance.element_size()
     return {
         "model_class": model_class(model),
         "model_checksum": model_checksum(model),
@@ -144,10 +170,11 @@ def _describe(
         "init": how["init"],
         "target": spec,
         "n": len(dataset),
-        "batch_size": int(loading["batch_size"]),
-        "input_shape": list(probe.relevance.shape[1:]),
+        "batch_size": batch,
+        "chunk_size": _chunk_size(chunk_size, batch, sample_bytes, len(dataset)),
+        "input_shape": list(relevance.shape[1:]),
         "classes": int(probe.output.shape[1]),
-        "dtype": str(probe.relevance.detach().cpu().numpy().dtype),
+        "dtype": str(relevance.cpu().numpy().dtype),
         "lrp_tutor_version": _package_version(),
         "torch_version": torch.__version__,
     }
@@ -180,6 +207,7 @@ def explain_dataset(
     target: int | str | None = None,
     store: str | Path,
     batch_size: int = 64,
+    chunk_size: int | None = None,
     device: str | torch.device | None = None,
     num_workers: int = 0,
     progress: bool = True,
@@ -187,7 +215,7 @@ def explain_dataset(
 ) -> RelevanceStore:
     r"""Explain every sample of ``data`` and write the result into a Zarr store.
 
-    For each chunk of B consecutive samples: ``e = explain(model, x, target, rule,
+    For each batch of B consecutive samples: ``e = explain(model, x, target, rule,
     composite)``; row i of the store holds :math:`R(x_i)`, :math:`c_i`, :math:`f(x_i)`,
     :math:`\sum_d R_d(x_i)` and what was absorbed on the way.
 
@@ -206,7 +234,11 @@ def explain_dataset(
         A directory. If it holds a store of the same explanation, unfinished chunks are
         added (resume); a store of another model, rule, target or data length is refused.
     batch_size : int
-        Samples per chunk and per call of ``explain``.
+        Samples per call of ``explain``.
+    chunk_size : int, optional
+        Samples per chunk of the store: the unit of writing, resuming and sharding between
+        processes; a multiple of ``batch_size``. Default: the fewest whole batches that hold
+        at least 1 MiB of relevance (a store chunk per batch would cost more to write).
     device : optional
         Where to explain (default: the model's; under torchrun with CUDA, ``cuda:LOCAL_RANK``).
         A model elsewhere is copied there, never moved.
@@ -241,12 +273,18 @@ def explain_dataset(
     with process_group() as shard:
         where = local_device(shard, device, _model_device(model))
         work = model if where == _model_device(model) else copy.deepcopy(model).to(where)
-        meta = _describe(work, dataset, loading, spec, how, where)
+        meta = _describe(work, dataset, loading, spec, how, where, chunk_size)
         relevance_store = _open_or_create(path, meta, shard)
         done = relevance_store.done
         mine = shard_of(range(relevance_store.n_chunks), shard.rank, shard.world)
         pending = [k for k in mine if not done[k]]
-        batches = [list(range(*relevance_store.chunk_range(k))) for k in pending]
+        # every pending chunk in whole batches; the last batch of a chunk says so
+        plan, batches, size = [], [], int(meta["batch_size"])
+        for k in pending:
+            start, stop = relevance_store.chunk_range(k)
+            for first in range(start, stop, size):
+                batches.append(list(range(first, min(first + size, stop))))
+                plan.append((k, first + size >= stop))
         loader = DataLoader(
             dataset,
             batch_sampler=batches,
@@ -261,13 +299,24 @@ def explain_dataset(
         )
         try:
             with ChunkWriter(relevance_store) as writer:
-                for k, batch in zip(pending, loader, strict=True):
-                    writer.submit(k, _explain_chunk(work, batch, spec, where, how))
-                    bar.update(len(range(*relevance_store.chunk_range(k))))
+                parts: list[dict[str, np.ndarray]] = []
+                for (k, last), rows, batch in zip(plan, batches, loader, strict=True):
+                    parts.append(_explain_chunk(work, batch, spec, where, how))
+                    bar.update(len(rows))
+                    if last:
+                        writer.submit(k, _joined(parts))
+                        parts = []
         finally:
             bar.close()
         shard.barrier()
     return RelevanceStore.open(path, mode="r")
+
+
+def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays of a chunk from those of its batches."""
+    if len(parts) == 1:
+        return parts[0]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 class ChunkWriter:

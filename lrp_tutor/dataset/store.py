@@ -1,13 +1,13 @@
 """The relevance store: one Zarr group on disk that holds the explanation of a data set.
 
-Layout (store format 2; N samples, C classes, chunked by ``batch_size`` B along the first
-axis, so that chunk k of every array holds samples ``[kB, (k+1)B)``)::
+Layout (store format 2; N samples, C classes, chunked by ``chunk_size`` S along the first
+axis, so that chunk k of every array holds samples ``[kS, (k+1)S)``)::
 
     relevance  (N, *input_shape)  R_i of every input, in the model's dtype
     samples    (N, 4 + C)         float64, one row per sample: the explained class c, the
                                   data set's label y (-1 where it has none), Σ_i R_i, what
                                   bias and ε absorbed (the ledger's total), then the C logits
-    done       (⌈N/B⌉,)           chunk k is finished (written last, one file per chunk)
+    done       (⌈N/S⌉,)           chunk k is finished (written last, one file per chunk)
 
 A chunk is three writes (relevance, its rows of ``samples``, its ``done`` flag), in this
 order; Zarr writes each chunk file atomically. The per-sample numbers share one table so that
@@ -17,7 +17,8 @@ lazy arrays (``store.target``, ``store.label``, ``store.total``, ``store.absorbe
 
 The group's attributes record what was explained: the model's class and the SHA-256 of its
 parameters and buffers, the rule or composite, the seed, the target, N, B and the package
-version. A store is only ever continued by the same explanation; anything else is refused.
+version, the batch size B of each call of ``explain`` and S (a multiple of B). A store is
+only ever continued by the same explanation; anything else is refused.
 
 >>> import tempfile
 >>> path = tempfile.mkdtemp() + "/r.zarr"
@@ -67,6 +68,7 @@ IDENTITY = (
     "target",
     "n",
     "batch_size",
+    "chunk_size",
     "input_shape",
     "classes",
     "dtype",
@@ -175,6 +177,7 @@ class RelevanceStore:
         self._columns: dict[str, Column] = {}
         meta = self.attrs
         self._n, self._batch_size = int(meta["n"]), int(meta["batch_size"])
+        self._chunk_size = int(meta.get("chunk_size", self._batch_size))
         self._dtype = np.dtype(meta["dtype"])
 
     def _array(self, name: str) -> Any:
@@ -200,10 +203,12 @@ class RelevanceStore:
         """Create an empty store at ``path`` for the explanation described by ``meta``.
 
         ``meta`` holds at least ``n``, ``batch_size``, ``input_shape``, ``classes`` and
-        ``dtype``; it is stored in the group's attributes together with ``format``.
+        ``dtype`` (and ``chunk_size``, else the batch size); it is stored in the group's
+        attributes together with ``format``.
         """
         zarr = _zarr()
-        n, size = int(meta["n"]), int(meta["batch_size"])
+        meta = {"chunk_size": int(meta["batch_size"]), **meta}
+        n, size = int(meta["n"]), int(meta["chunk_size"])
         shape = tuple(int(d) for d in meta["input_shape"])
         classes = int(meta["classes"])
         columns = [*SCALARS, *(f"output[{j}]" for j in range(classes))]
@@ -315,18 +320,23 @@ class RelevanceStore:
 
     @property
     def batch_size(self) -> int:
-        """The chunk length B along the sample axis."""
+        """The samples B of each call of ``explain``."""
         return self._batch_size
 
     @property
+    def chunk_size(self) -> int:
+        """The chunk length S along the sample axis (a multiple of B)."""
+        return self._chunk_size
+
+    @property
     def n_chunks(self) -> int:
-        """⌈N / B⌉."""
-        return -(-self._n // self._batch_size)
+        """⌈N / S⌉."""
+        return -(-self._n // self._chunk_size)
 
     def chunk_range(self, k: int) -> tuple[int, int]:
         """The samples ``[start, stop)`` of chunk ``k``."""
-        start = k * self._batch_size
-        return start, min(start + self._batch_size, self._n)
+        start = k * self._chunk_size
+        return start, min(start + self._chunk_size, self._n)
 
     @property
     def done(self) -> np.ndarray:
