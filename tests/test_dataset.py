@@ -438,3 +438,22 @@ def test_a_store_of_another_format_is_refused_with_its_format(tmp_path):
         lt.open_store(tmp_path / "old")
     with pytest.raises(lt.StoreError, match="format 1"):
         lt.explain_dataset(small_cnn(), data(), store=tmp_path / "old", progress=False)
+
+
+def test_tensors_in_memory_are_sliced_with_the_dataloaders_result(tmp_path, monkeypatch):
+    import lrp_tutor.dataset.explain as module
+
+    model, dataset = small_cnn(), data()
+    sizes = dict(batch_size=4, chunk_size=8, target="label", progress=False)
+    collated = lt.explain_dataset(model, Flaky(dataset), store=tmp_path / "c", **sizes)
+
+    class NoLoader(DataLoader):
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("a TensorDataset is sliced, not loaded row by row")
+
+    monkeypatch.setattr(module, "DataLoader", NoLoader)
+    sliced = lt.explain_dataset(model, dataset, store=tmp_path / "s", **sizes)
+    for name, value in arrays(collated).items():
+        np.testing.assert_array_equal(arrays(sliced)[name], value, err_msg=name)
+    with pytest.raises(AssertionError, match="sliced"):  # any other data set is loaded
+        lt.explain_dataset(model, Flaky(dataset), store=tmp_path / "f", **sizes)
