@@ -285,13 +285,13 @@ def explain_dataset(
         done = relevance_store.done
         mine = shard_of(range(relevance_store.n_chunks), shard.rank, shard.world)
         pending = [k for k in mine if not done[k]]
-        # every pending chunk in whole batches; the last batch of a chunk says so
-        plan, batches, size = [], [], int(meta["batch_size"])
+        # every pending chunk in whole batches
+        owner, batches, size = [], [], int(meta["batch_size"])
         for k in pending:
             start, stop = relevance_store.chunk_range(k)
             for first in range(start, stop, size):
                 batches.append(list(range(first, min(first + size, stop))))
-                plan.append((k, first + size >= stop))
+                owner.append(k)
         loader = _loader(dataset, batches, loading, where)
         bar = _progress_bar(
             total=sum(len(range(*relevance_store.chunk_range(k))) for k in mine),
@@ -300,13 +300,9 @@ def explain_dataset(
         )
         try:
             with ChunkWriter(relevance_store) as writer:
-                parts: list[dict[str, np.ndarray]] = []
-                for (k, last), rows, batch in zip(plan, batches, loader, strict=True):
-                    parts.append(_explain_chunk(work, batch, spec, where, how))
+                for k, rows, batch in zip(owner, batches, loader, strict=True):
+                    writer.add(k, rows[0], _explain_chunk(work, batch, spec, where, how))
                     bar.update(len(rows))
-                    if last:
-                        writer.submit(k, _joined(parts))
-                        parts = []
         finally:
             bar.close()
         shard.barrier()
@@ -337,29 +333,52 @@ def _loader(
     )
 
 
-def _joined(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """The arrays of a chunk from those of its batches."""
-    if len(parts) == 1:
-        return parts[0]
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-
-
 class ChunkWriter:
-    """Writes chunks in a background thread while the next batch is explained.
+    """Collects the batches of a chunk and writes the chunk in a background thread while the
+    next batches are explained.
 
-    The thread runs an event loop of its own, in which each chunk is
+    A batch's arrays are copied into the chunk's buffers at once (so the memory of its
+    explanation is let go and reused by the next one); buffers are reused from chunk to
+    chunk. The thread runs an event loop of its own, in which each chunk is
     :meth:`RelevanceStore.write_chunk_async`: Zarr's file writes run concurrently, and the
     thread holds the GIL only briefly. At most ``depth`` chunks wait to be written. Leaving
     the ``with`` block (normally or by an exception, Ctrl-C included) waits until every
-    submitted chunk is on disk, so that what was explained is kept; an error while writing is
-    raised in the caller's thread (at the next :meth:`submit` or on leaving the block).
+    submitted chunk is on disk, so that what was explained is kept (a chunk whose batches
+    are not all in is not written); an error while writing is raised in the caller's
+    thread (when the next chunk is submitted, or on leaving the block).
     """
 
     def __init__(self, store: RelevanceStore, depth: int = 2) -> None:
         self.store, self.depth = store, depth
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lrp-store")
-        self._pending: list[Future] = []
+        self._pending: list[tuple[Future, dict[str, np.ndarray]]] = []
+        self._free: list[dict[str, np.ndarray]] = []
+        self._filling: dict[str, np.ndarray] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # used in the pool's thread only
+
+    def add(self, k: int, first: int, values: dict[str, np.ndarray]) -> None:
+        """Put the arrays of one batch, samples ``first, first + 1, …`` of chunk ``k``, in
+        their place; a chunk is submitted for writing once its last batch is in."""
+        start, stop = self.store.chunk_range(k)
+        if self._filling is None:
+            self._filling = self._free.pop() if self._free else {}
+        buffers, at = self._filling, first - start
+        for name, value in values.items():
+            shape = (self.store.chunk_size, *value.shape[1:])
+            if name not in buffers or buffers[name].shape != shape:
+                buffers[name] = np.empty(shape, dtype=value.dtype)
+            buffers[name][at : at + len(value)] = value
+        if at + len(values["relevance"]) == stop - start:
+            self._submit(k, {name: array[: stop - start] for name, array in buffers.items()})
+
+    def _submit(self, k: int, values: dict[str, np.ndarray]) -> None:
+        """Queue chunk ``k``; wait for the oldest write while ``depth`` are queued."""
+        buffers, self._filling = self._filling or {}, None
+        while len(self._pending) >= self.depth:
+            future, done = self._pending.pop(0)
+            future.result()
+            self._free.append(done)
+        self._pending.append((self._pool.submit(self._write, k, values), buffers))
 
     def _write(self, k: int, values: dict[str, np.ndarray]) -> None:
         if self._loop is None:
@@ -371,18 +390,12 @@ class ChunkWriter:
             self._loop.run_until_complete(self._loop.shutdown_default_executor())
             self._loop.close()
 
-    def submit(self, k: int, values: dict[str, np.ndarray]) -> None:
-        """Queue chunk ``k``; wait for the oldest write while ``depth`` are queued."""
-        while len(self._pending) >= self.depth:
-            self._pending.pop(0).result()
-        self._pending.append(self._pool.submit(self._write, k, values))
-
     def __enter__(self) -> ChunkWriter:
         return self
 
     def __exit__(self, *exc: Any) -> None:
         try:
-            for future in self._pending:
+            for future, _ in self._pending:
                 future.result()
         finally:
             self._pool.submit(self._close_loop)
