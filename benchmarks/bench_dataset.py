@@ -8,8 +8,9 @@ held in memory (the Clever Hans data repeated), for each batch size B of ``--bat
   store (store created, DataLoader, explain, relevance and the per-sample table written in a
   background thread, chunks marked done, store reopened);
 
-both in one process with ``--threads`` torch threads, interleaved, median of ``--repeats``.
-It prints images per second and the store's overhead in wall-clock time (target ≤ 10 %) and
+both in one process with ``--threads`` torch threads, interleaved in alternating order,
+``--repeats`` times. It prints images per second (median) and the store's overhead (the
+median of the ratios of the runs side by side) in wall-clock time (target ≤ 10 %) and
 in CPU time (all threads of the process: what the store costs even where its background
 writes overlap the next batch; less sensitive to other load on the machine). Then:
 
@@ -157,16 +158,24 @@ def main(argv: list[str] | None = None) -> None:
             plain_loop(model, warm.tensors[0], batch)  # warm-up (and zarr imported)
             into_store(model, warm, batch, folder)
             loops, stores = [], []
-            for _ in range(args.repeats):
-                loops.append(timed(lambda b=batch: plain_loop(model, x, b)))
-                stores.append(timed(lambda b=batch: into_store(model, data, b, folder)))
+            for i in range(args.repeats):  # interleaved, in alternating order
+                runs = [
+                    (loops, lambda b=batch: plain_loop(model, x, b)),
+                    (stores, lambda b=batch: into_store(model, data, b, folder)),
+                ]
+                for times, run in runs[:: 1 if i % 2 == 0 else -1]:
+                    times.append(timed(run))
             loop = [statistics.median(t) for t in zip(*loops, strict=True)]
             store = [statistics.median(t) for t in zip(*stores, strict=True)]
+            # the overhead: median of the ratios of runs side by side (drifting load cancels)
+            pairs = list(zip(stores, loops, strict=True))
+            wall, cpu = (
+                100 * (statistics.median(s[j] / o[j] for s, o in pairs) - 1) for j in (0, 1)
+            )
             print(
                 f"    batch {batch:4d}: loop of explain() {args.n / loop[0]:6.0f} img/s, "
                 f"explain_dataset {args.n / store[0]:6.0f} img/s: store overhead "
-                f"{100 * (store[0] / loop[0] - 1):+.1f} % wall clock (target ≤ 10 %), "
-                f"{100 * (store[1] / loop[1] - 1):+.1f} % CPU time"
+                f"{wall:+.1f} % wall clock (target ≤ 10 %), {cpu:+.1f} % CPU time"
             )
         if args.torchrun_batch:
             args.batch = args.torchrun_batch
@@ -176,24 +185,27 @@ def main(argv: list[str] | None = None) -> None:
                 f"(OMP_NUM_THREADS=1), median of {args.repeats}:"
             )
             for mode in ("loop", "store"):
-                if mode == "loop":
-                    one = statistics.median(
-                        timed(lambda: plain_loop(model, x, args.batch))[0]
-                        for _ in range(args.repeats)
-                    )
-                else:
-                    one = statistics.median(
-                        timed(lambda: into_store(model, data, args.batch, folder))[0]
-                        for _ in range(args.repeats)
-                    )
-                two = statistics.median(
-                    torchrun_seconds(args, mode, folder) for _ in range(args.repeats)
-                )
+                alone = {
+                    "loop": lambda: plain_loop(model, x, args.batch),
+                    "store": lambda: into_store(model, data, args.batch, folder),
+                }[mode]
+                ones: list[float] = []
+                twos: list[float] = []
+                for i in range(args.repeats):  # side by side, in alternating order
+                    runs = [
+                        (ones, lambda a=alone: timed(a)[0]),
+                        (twos, lambda m=mode: torchrun_seconds(args, m, folder)),
+                    ]
+                    for times, run in runs[:: 1 if i % 2 == 0 else -1]:
+                        times.append(run())
+                one, two = statistics.median(ones), statistics.median(twos)
+                pairs = zip(ones, twos, strict=True)
+                efficiency = 100 * statistics.median(o / t / 2 for o, t in pairs)
                 name = "loop of explain()" if mode == "loop" else "explain_dataset  "
                 print(
                     f"    {name}: 1 process {args.n / one:6.0f} img/s, 2 processes "
                     f"{args.n / two:6.0f} img/s: speedup {one / two:.2f}×, scaling efficiency "
-                    f"{100 * one / two / 2:.0f} %"
+                    f"{efficiency:.0f} %"
                 )
     if args.spray:
         seconds, summary = spray_seconds(args.spray)
