@@ -187,22 +187,28 @@ def _describe(
     }
 
 
-def _open_or_create(path: Path, meta: dict[str, Any], shard: Shard) -> RelevanceStore:
-    """Rank 0 creates the store or checks the existing one; then every process opens it.
-    A refusal on rank 0 is raised in every process (no process is left waiting)."""
-    problem = None
+def _open_or_create(
+    path: Path, meta: dict[str, Any], shard: Shard
+) -> tuple[RelevanceStore, np.ndarray]:
+    """Rank 0 creates the store or checks the existing one; then every other process opens
+    it. The store, and which chunks are done (none in a store just created). A refusal on
+    rank 0 is raised in every process (no process is left waiting)."""
+    problem, store, created = None, None, False
     if shard.rank == 0:
         try:
             if path.exists() and any(path.iterdir()):
-                RelevanceStore.open(path, mode="r+").check_same(meta)
+                store = RelevanceStore.open(path, mode="r+")
+                store.check_same(meta)
             else:
-                RelevanceStore.create(path, meta)
+                store, created = RelevanceStore.create(path, meta), True
         except StoreError as error:
             problem = str(error)
-    problem = shard.broadcast(problem)
+    problem, created = shard.broadcast((problem, created))
     if problem is not None:
         raise StoreError(problem)
-    return RelevanceStore.open(path, mode="r+")
+    if store is None:
+        store = RelevanceStore.open(path, mode="r+")
+    return store, (np.zeros(store.n_chunks, dtype=bool) if created else store.done)
 
 
 def explain_dataset(
@@ -281,8 +287,7 @@ def explain_dataset(
         where = local_device(shard, device, _model_device(model))
         work = model if where == _model_device(model) else copy.deepcopy(model).to(where)
         meta = _describe(work, dataset, loading, spec, how, where, chunk_size)
-        relevance_store = _open_or_create(path, meta, shard)
-        done = relevance_store.done
+        relevance_store, done = _open_or_create(path, meta, shard)
         mine = shard_of(range(relevance_store.n_chunks), shard.rank, shard.world)
         pending = [k for k in mine if not done[k]]
         # every pending chunk in whole batches
