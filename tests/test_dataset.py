@@ -93,8 +93,9 @@ def test_store_holds_what_explain_gives_batch_by_batch(tmp_path, target):
         np.testing.assert_allclose(store.absorbed[rows], e.ledger.absorbed, rtol=1e-12)
         np.testing.assert_array_equal(store.label[rows], yb.numpy())
     assert store.complete and len(store) == N and store.batch_size == 5
-    # by default a chunk is the fewest batches that hold 1 MiB: here all five in one chunk
-    assert store.chunk_size == 25 and store.n_chunks == 1
+    # by default a chunk is the fewest batches that hold 1 MiB, but at most a 16th of the
+    # data set (and at least one batch): here one batch
+    assert store.chunk_size == 5 and store.n_chunks == 5
     if target == 2:
         assert (np.asarray(store.target[:]) == 2).all()
     attrs = store.attrs
@@ -333,7 +334,7 @@ def test_cli_explains_a_dataset_named_by_import_path(tmp_path):
     ]
     run = subprocess.run(command, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert "1/1 chunks done" in run.stdout  # 4 batches of 1 KiB: one chunk
+    assert "4/4 chunks done" in run.stdout
     store = lt.open_store(tmp_path / "cli")
     direct = lt.explain_dataset(
         small_cnn(),
@@ -417,12 +418,13 @@ def test_the_last_chunk_write_error_is_raised_on_leaving(tmp_path, monkeypatch):
     assert not lt.open_store(tmp_path / "s").done.any()
 
 
-def test_the_default_chunk_holds_at_least_one_mebibyte_in_whole_batches():
+def test_the_default_chunk_holds_one_mebibyte_in_whole_batches_or_a_16th_of_the_data():
     from lrp_tutor.dataset.explain import _chunk_size
 
-    assert _chunk_size(None, 64, 28 * 28 * 4, 4096) == 6 * 64  # 6 × 200,704 B ≥ 1 MiB
+    assert _chunk_size(None, 64, 28 * 28 * 4, 60_000) == 6 * 64  # 6 × 200,704 B ≥ 1 MiB
+    assert _chunk_size(None, 64, 28 * 28 * 4, 4096) == 4 * 64  # 16 chunks of 4 batches
     assert _chunk_size(None, 64, 3 * 224 * 224 * 4, 50_000) == 64  # one batch is 38 MB
-    assert _chunk_size(None, 5, 512, 23) == 25  # never more batches than the data set has
+    assert _chunk_size(None, 5, 512, 23) == 5  # at least one batch
     assert _chunk_size(128, 64, 4, 10**6) == 128
     with pytest.raises(lt.InputError, match="multiple"):
         _chunk_size(100, 64, 4, 10**6)

@@ -2,7 +2,8 @@
 
 The data set is cut into chunks of S consecutive samples (``chunk_size``, a multiple of the
 batch size B: by default the fewest batches that hold at least 1 MiB of relevance, since a
-Zarr write costs a fixed fraction of a millisecond however small the chunk); chunk k holds
+Zarr write costs a fixed fraction of a millisecond however small the chunk, but at most a
+16th of the data set, so that processes under torchrun share it evenly); chunk k holds
 samples ``[kS, min((k+1)S, N))``, is explained in batches of B (one call of ``explain`` each)
 and written at once: its relevance, its rows of the per-sample table, then its ``done`` flag.
 So a run that stops (an exception, Ctrl-C, a killed process) is continued by calling again
@@ -112,9 +113,15 @@ CHUNK_BYTES = 1 << 20
 and enough that a write's fixed cost is small next to explaining the chunk."""
 
 
+SHARES = 16
+"""A default chunk is at most 1/SHARES of the data set, so that up to SHARES processes under
+torchrun get equal shares of the work."""
+
+
 def _chunk_size(requested: int | None, batch: int, sample_bytes: int, n: int) -> int:
     """Samples per chunk: ``requested`` (a multiple of ``batch``), or the fewest whole batches
-    that hold :data:`CHUNK_BYTES` of relevance (at most the batches of the data set)."""
+    that hold :data:`CHUNK_BYTES` of relevance, but no more than 1/:data:`SHARES` of the data
+    set's batches (and at least one batch)."""
     if requested is not None:
         if int(requested) < 1 or int(requested) % batch:
             raise InputError(
@@ -122,8 +129,8 @@ def _chunk_size(requested: int | None, batch: int, sample_bytes: int, n: int) ->
                 f"is explained in whole batches), got {requested}."
             )
         return int(requested)
-    batches = max(1, -(-CHUNK_BYTES // max(1, batch * sample_bytes)))
-    return min(batches, -(-n // batch)) * batch
+    batches = -(-CHUNK_BYTES // max(1, batch * sample_bytes))
+    return max(1, min(batches, -(-n // batch) // SHARES)) * batch
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -132,10 +139,10 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def _explain_chunk(
+def _explain_batch(
     model: nn.Module, batch: Any, spec: Any, device: torch.device, how: dict[str, Any]
 ) -> dict[str, np.ndarray]:
-    """Explain one loaded batch; the arrays of its chunk in the store, as numpy."""
+    """Explain one loaded batch; its rows of the arrays of the store, as numpy."""
     x, y = _unpack(batch)
     x = torch.as_tensor(x).to(device, non_blocking=True)
     e = explain(model, x, target=_batch_target(spec, y), **how)
@@ -251,7 +258,8 @@ def explain_dataset(
     chunk_size : int, optional
         Samples per chunk of the store: the unit of writing, resuming and sharding between
         processes; a multiple of ``batch_size``. Default: the fewest whole batches that hold
-        at least 1 MiB of relevance (a store chunk per batch would cost more to write).
+        at least 1 MiB of relevance (a store chunk per batch would cost more to write), but
+        at most a 16th of the data set (so that up to 16 processes get equal shares).
     device : optional
         Where to explain (default: the model's; under torchrun with CUDA, ``cuda:LOCAL_RANK``).
         A model elsewhere is copied there, never moved.
@@ -306,7 +314,7 @@ def explain_dataset(
         try:
             with ChunkWriter(relevance_store) as writer:
                 for k, rows, batch in zip(owner, batches, loader, strict=True):
-                    writer.add(k, rows[0], _explain_chunk(work, batch, spec, where, how))
+                    writer.add(k, rows[0], _explain_batch(work, batch, spec, where, how))
                     bar.update(len(rows))
         finally:
             bar.close()
