@@ -93,7 +93,7 @@ def test_store_holds_what_explain_gives_batch_by_batch(tmp_path, target):
         np.testing.assert_allclose(store.absorbed[rows], e.ledger.absorbed, rtol=1e-12)
         np.testing.assert_array_equal(store.label[rows], yb.numpy())
     assert store.complete and len(store) == N and store.batch_size == 5
-    # by default a chunk is the fewest batches that hold 1 MiB, but at most a 16th of the
+    # by default a chunk is the fewest batches that hold 4 MiB, but at most an 8th of the
     # data set (and at least one batch): here one batch
     assert store.chunk_size == 5 and store.n_chunks == 5
     if target == 2:
@@ -418,11 +418,11 @@ def test_the_last_chunk_write_error_is_raised_on_leaving(tmp_path, monkeypatch):
     assert not lt.open_store(tmp_path / "s").done.any()
 
 
-def test_the_default_chunk_holds_one_mebibyte_in_whole_batches_or_a_16th_of_the_data():
+def test_the_default_chunk_holds_4_mebibytes_in_whole_batches_or_an_8th_of_the_data():
     from lrp_tutor.dataset.explain import _chunk_size
 
-    assert _chunk_size(None, 64, 28 * 28 * 4, 60_000) == 6 * 64  # 6 × 200,704 B ≥ 1 MiB
-    assert _chunk_size(None, 64, 28 * 28 * 4, 4096) == 4 * 64  # 16 chunks of 4 batches
+    assert _chunk_size(None, 64, 28 * 28 * 4, 60_000) == 21 * 64  # 21 × 200,704 B ≥ 4 MiB
+    assert _chunk_size(None, 64, 28 * 28 * 4, 4096) == 8 * 64  # 8 chunks of 8 batches
     assert _chunk_size(None, 64, 3 * 224 * 224 * 4, 50_000) == 64  # one batch is 38 MB
     assert _chunk_size(None, 5, 512, 23) == 5  # at least one batch
     assert _chunk_size(128, 64, 4, 10**6) == 128

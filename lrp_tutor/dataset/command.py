@@ -113,7 +113,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--target", default=None, help="a class index, or 'label'")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument(
-        "--chunk-size", type=int, default=None, help="samples per store chunk (default: ≥ 1 MiB)"
+        "--chunk-size", type=int, default=None, help="samples per store chunk (default: ≥ 4 MiB)"
     )
     parser.add_argument("--device", default=None, help="default: the model's (or LOCAL_RANK)")
     parser.add_argument("--num-workers", type=int, default=0)

@@ -1,9 +1,9 @@
 """explain_dataset: a whole data set through :func:`lrp_tutor.explain`, into a Zarr store.
 
 The data set is cut into chunks of S consecutive samples (``chunk_size``, a multiple of the
-batch size B: by default the fewest batches that hold at least 1 MiB of relevance, since a
-Zarr write costs a fixed fraction of a millisecond however small the chunk, but at most a
-16th of the data set, so that processes under torchrun share it evenly); chunk k holds
+batch size B: by default the fewest batches that hold at least 4 MiB of relevance, since a
+Zarr write costs a few milliseconds of CPU however small the chunk, but at most an 8th of
+the data set, so that processes under torchrun share it evenly); chunk k holds
 samples ``[kS, min((k+1)S, N))``, is explained in batches of B (one call of ``explain`` each)
 and written at once: its relevance, its rows of the per-sample table, then its ``done`` flag.
 So a run that stops (an exception, Ctrl-C, a killed process) is continued by calling again
@@ -108,12 +108,12 @@ def _batch_target(spec: Any, y: torch.Tensor | None) -> Any:
     return spec
 
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 4 << 20
 """The least relevance (in bytes) a chunk holds by default: Zarr's advice for chunk sizes,
 and enough that a write's fixed cost is small next to explaining the chunk."""
 
 
-SHARES = 16
+SHARES = 8
 """A default chunk is at most 1/SHARES of the data set, so that up to SHARES processes under
 torchrun get equal shares of the work."""
 
@@ -258,8 +258,8 @@ def explain_dataset(
     chunk_size : int, optional
         Samples per chunk of the store: the unit of writing, resuming and sharding between
         processes; a multiple of ``batch_size``. Default: the fewest whole batches that hold
-        at least 1 MiB of relevance (a store chunk per batch would cost more to write), but
-        at most a 16th of the data set (so that up to 16 processes get equal shares).
+        at least 4 MiB of relevance (a store chunk per batch would cost more to write), but
+        at most an 8th of the data set (so that up to 8 processes get equal shares).
     device : optional
         Where to explain (default: the model's; under torchrun with CUDA, ``cuda:LOCAL_RANK``).
         A model elsewhere is copied there, never moved.
