@@ -377,7 +377,7 @@ class ChunkWriter:
             self._filling = self._free.pop() if self._free else {}
         buffers, at = self._filling, first - start
         for name, value in values.items():
-            shape = (self.store.chunk_size, *value.shape[1:])
+            shape = (min(self.store.chunk_size, len(self.store)), *value.shape[1:])
             if name not in buffers or buffers[name].shape != shape:
                 buffers[name] = np.empty(shape, dtype=value.dtype)
             buffers[name][at : at + len(value)] = value
