@@ -426,6 +426,7 @@ def test_the_default_chunk_holds_4_mebibytes_in_whole_batches_or_an_8th_of_the_d
     assert _chunk_size(None, 64, 3 * 224 * 224 * 4, 50_000) == 64  # one batch is 38 MB
     assert _chunk_size(None, 5, 512, 23) == 5  # at least one batch
     assert _chunk_size(128, 64, 4, 10**6) == 128
+    assert _chunk_size(10**6, 4, 24, 10) == 12  # no chunk beyond the data (3 batches)
     with pytest.raises(lt.InputError, match="multiple"):
         _chunk_size(100, 64, 4, 10**6)
 

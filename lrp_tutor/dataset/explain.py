@@ -119,16 +119,16 @@ torchrun get equal shares of the work."""
 
 
 def _chunk_size(requested: int | None, batch: int, sample_bytes: int, n: int) -> int:
-    """Samples per chunk: ``requested`` (a multiple of ``batch``), or the fewest whole batches
-    that hold :data:`CHUNK_BYTES` of relevance, but no more than 1/:data:`SHARES` of the data
-    set's batches (and at least one batch)."""
+    """Samples per chunk: ``requested`` (a multiple of ``batch``; at most the data set's
+    batches), or the fewest whole batches that hold :data:`CHUNK_BYTES` of relevance, but
+    no more than 1/:data:`SHARES` of the data set's batches (and at least one batch)."""
     if requested is not None:
         if int(requested) < 1 or int(requested) % batch:
             raise InputError(
                 f"chunk_size must be a positive multiple of the batch size {batch} (each chunk "
                 f"is explained in whole batches), got {requested}."
             )
-        return int(requested)
+        return min(int(requested), -(-n // batch) * batch)  # no chunk beyond the data
     batches = -(-CHUNK_BYTES // max(1, batch * sample_bytes))
     return max(1, min(batches, -(-n // batch) // SHARES)) * batch
 
