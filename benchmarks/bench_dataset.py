@@ -5,17 +5,21 @@ held in memory (the Clever Hans data repeated), for each batch size B of ``--bat
 
 - ``loop``: ``lt.explain(model, x[i:i+B])`` over the in-memory batches, relevance to numpy;
 - ``store``: ``lt.explain_dataset(model, TensorDataset(x, y), store=…)`` into a fresh Zarr
-  store (DataLoader, explain, every array written, chunks marked done);
+  store (store created, DataLoader, explain, relevance and the per-sample table written in a
+  background thread, chunks marked done, store reopened);
 
-both in one process with ``--threads`` torch threads (median of ``--repeats``, interleaved),
-and prints images per second and the store's overhead (target ≤ 10 %). The store costs a
-fixed few milliseconds per chunk (seven small Zarr writes, in a background thread), so its
-share shrinks as the batch or the model grows: this CNN explains 128 images in ~30 ms. Then:
+both in one process with ``--threads`` torch threads, interleaved in alternating order,
+``--repeats`` times. It prints images per second (median) and the store's overhead (the
+median of the ratios of the runs side by side) in wall-clock time (target ≤ 10 %) and
+in CPU time (all threads of the process: what the store costs even where its background
+writes overlap the next batch; less sensitive to other load on the machine). Then:
 
-- ``torchrun 2×1``: ``python -m torch.distributed.run --nproc_per_node=2`` of this script's
-  worker, each process with 1 thread, timed from the first barrier to the last (process
-  start-up and import excluded), against the same in one process with 1 thread: the scaling
-  efficiency is speedup / 2;
+- ``torchrun``: ``python -m torch.distributed.run --nproc_per_node=2`` of this script's
+  worker, every process with 1 torch thread (OMP_NUM_THREADS=1), timed from the first
+  barrier to the last (process start-up and import excluded), against one process with 1
+  torch thread: scaling efficiency = throughput of 2 processes / (2 × throughput of 1). The
+  same for the plain loop (each process explains every second batch) shows what the machine
+  itself allows: on a machine with 2 cores and other work running, it is below 100 %.
 - ``spray``: SpRAy on 10,000 heatmaps of 28×28 (target: under a minute).
 
 Usage::
@@ -33,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -48,34 +53,45 @@ def images(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return hans.images.repeat(repeat, 1, 1, 1)[:n].contiguous(), hans.labels.repeat(repeat)[:n]
 
 
-def plain_loop(model, x: torch.Tensor, batch: int) -> float:
-    start = time.perf_counter()
-    for i in range(0, len(x), batch):
+def timed(run: Callable[[], object]) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (every thread of this process) of ``run()``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    run()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def plain_loop(model, x: torch.Tensor, batch: int, rank: int = 0, world: int = 1) -> None:
+    for i in range(rank * batch, len(x), world * batch):
         lt.explain(model, x[i : i + batch]).relevance.detach().cpu().numpy()
-    return time.perf_counter() - start
 
 
-def into_store(model, data, batch: int, folder: str) -> float:
+def into_store(model, data, batch: int, folder: str) -> None:
     path = tempfile.mkdtemp(dir=folder)
-    start = time.perf_counter()
     lt.explain_dataset(model, data, store=path, batch_size=batch, progress=False)
-    return time.perf_counter() - start
 
 
 def worker(args: argparse.Namespace) -> None:
-    """One torchrun process: time explain_dataset between two barriers; rank 0 prints."""
+    """One torchrun process: time the loop or explain_dataset between two barriers."""
     import torch.distributed as dist
 
     torch.set_num_threads(1)
+    settle_malloc()
     dist.init_process_group("gloo")
     x, y = images(args.n)
     model = lt.zoo.mnist_cnn()
-    lt.explain(model, x[:2])  # warm-up, as in the single process
+    warm = TensorDataset(x[: 2 * args.batch], y[: 2 * args.batch])
+    plain_loop(model, warm.tensors[0], args.batch)  # warm-up, as in the single process
+    lt.explain_dataset(
+        model, warm, store=args.store + "-warm", batch_size=args.batch, progress=False
+    )
     dist.barrier()
     start = time.perf_counter()
-    lt.explain_dataset(
-        model, TensorDataset(x, y), store=args.store, batch_size=args.batch, progress=False
-    )
+    if args.mode == "loop":
+        plain_loop(model, x, args.batch, dist.get_rank(), dist.get_world_size())
+    else:
+        lt.explain_dataset(
+            model, TensorDataset(x, y), store=args.store, batch_size=args.batch, progress=False
+        )
     dist.barrier()
     seconds = time.perf_counter() - start
     if dist.get_rank() == 0:
@@ -83,7 +99,7 @@ def worker(args: argparse.Namespace) -> None:
     dist.destroy_process_group()
 
 
-def torchrun_seconds(args: argparse.Namespace, folder: str) -> float:
+def torchrun_seconds(args: argparse.Namespace, mode: str, folder: str) -> float:
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         __file__, "--worker",
@@ -92,7 +108,7 @@ def torchrun_seconds(args: argparse.Namespace, folder: str) -> float:
     env = {
         **os.environ,
         "OMP_NUM_THREADS": "1",
-        "BENCH_SETTINGS": f"{args.n} {args.batch} {tempfile.mkdtemp(dir=folder)}",
+        "BENCH_SETTINGS": f"{args.n} {args.batch} {mode} {tempfile.mkdtemp(dir=folder)}",
     }
     run = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
     line = next(s for s in run.stdout.splitlines() if s.startswith("WORKER_SECONDS"))
@@ -110,59 +126,109 @@ def spray_seconds(n: int) -> tuple[float, str]:
     return time.perf_counter() - start, repr(result)
 
 
+def load() -> str:
+    return "load average " + " ".join(f"{v:.1f}" for v in os.getloadavg())
+
+
+def settle_malloc() -> None:
+    """Free one 25 MB block, so that glibc's malloc raises its mmap threshold now rather than
+    at some moment during the measurements: before, explain()'s tensors are mapped and
+    unmapped again and again (page faults, a third of its CPU time); after, it runs about
+    1.5 times as fast. Every measurement of this script starts in the settled state."""
+    block = np.ones(3 << 20)  # 25 MB: below glibc's largest threshold (32 MiB)
+    del block
+
+
+def malloc() -> str:
+    """glibc's malloc settings from the environment (MALLOC_MMAP_THRESHOLD_, …), if any."""
+    found = [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("MALLOC_")]
+    return "malloc " + (" ".join(found) if found else "settled by freeing a 25 MB block")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=4096, help="images")
     parser.add_argument("--batches", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--torchrun-batch", type=int, default=64, help="0: skip torchrun")
     parser.add_argument("--spray", type=int, default=10_000, help="heatmaps for SpRAy (0: skip)")
-    parser.add_argument("--no-torchrun", action="store_true")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    args.store = None
     if args.worker:
-        n, batch, store = os.environ["BENCH_SETTINGS"].split(" ", 2)
-        args.n, args.batch, args.store = int(n), int(batch), store
+        n, batch, args.mode, args.store = os.environ["BENCH_SETTINGS"].split(" ", 3)
+        args.n, args.batch = int(n), int(batch)
         worker(args)
         return
 
+    settle_malloc()
     x, y = images(args.n)
     data = TensorDataset(x, y)
     model = lt.zoo.mnist_cnn()
     print(f"mnist_cnn, {args.n} images of 28×28 in memory, torch {torch.__version__}")
+    print(f"  {os.cpu_count()} CPUs, {load()} at the start, {malloc()}")
+    print(f"  one process, {args.threads} torch thread(s), median of {args.repeats}:")
     torch.set_num_threads(args.threads)
-    print(f"  one process, {args.threads} torch thread(s):")
     with tempfile.TemporaryDirectory() as folder:
         for batch in args.batches:
-            plain_loop(model, x[: batch * 2], batch)  # warm-up
+            warm = TensorDataset(x[: 2 * batch], y[: 2 * batch])
+            plain_loop(model, warm.tensors[0], batch)  # warm-up (and zarr imported)
+            into_store(model, warm, batch, folder)
             loops, stores = [], []
-            for _ in range(args.repeats):
-                loops.append(plain_loop(model, x, batch))
-                stores.append(into_store(model, data, batch, folder))
-            loop, store = statistics.median(loops), statistics.median(stores)
-            print(
-                f"    batch {batch:4d}: loop of explain() {args.n / loop:6.0f} img/s, "
-                f"explain_dataset {args.n / store:6.0f} img/s, store overhead "
-                f"{100 * (store / loop - 1):+.1f} % (target ≤ 10 %)"
+            for i in range(args.repeats):  # interleaved, in alternating order
+                runs = [
+                    (loops, lambda b=batch: plain_loop(model, x, b)),
+                    (stores, lambda b=batch: into_store(model, data, b, folder)),
+                ]
+                for times, run in runs[:: 1 if i % 2 == 0 else -1]:
+                    times.append(timed(run))
+            loop = [statistics.median(t) for t in zip(*loops, strict=True)]
+            store = [statistics.median(t) for t in zip(*stores, strict=True)]
+            # the overhead: median of the ratios of runs side by side (drifting load cancels)
+            pairs = list(zip(stores, loops, strict=True))
+            wall, cpu = (
+                100 * (statistics.median(s[j] / o[j] for s, o in pairs) - 1) for j in (0, 1)
             )
-        if not args.no_torchrun:
-            args.batch = args.batches[-1]
+            print(
+                f"    batch {batch:4d}: loop of explain() {args.n / loop[0]:6.0f} img/s, "
+                f"explain_dataset {args.n / store[0]:6.0f} img/s: store overhead "
+                f"{wall:+.1f} % wall clock (target ≤ 10 %), {cpu:+.1f} % CPU time"
+            )
+        if args.torchrun_batch:
+            args.batch = args.torchrun_batch
             torch.set_num_threads(1)
-            one = statistics.median(
-                into_store(model, data, args.batch, folder) for _ in range(args.repeats)
-            )
-            two = statistics.median(torchrun_seconds(args, folder) for _ in range(args.repeats))
             print(
-                f"  torchrun, batch {args.batch}: 1 process × 1 thread {args.n / one:6.0f} img/s, "
-                f"2 processes × 1 thread {args.n / two:6.0f} img/s: speedup {one / two:.2f}×, "
-                f"scaling efficiency {100 * one / two / 2:.0f} %"
+                f"  torchrun, batch {args.batch}, 1 torch thread in every process "
+                f"(OMP_NUM_THREADS=1), median of {args.repeats}:"
             )
+            for mode in ("loop", "store"):
+                alone = {
+                    "loop": lambda: plain_loop(model, x, args.batch),
+                    "store": lambda: into_store(model, data, args.batch, folder),
+                }[mode]
+                ones: list[float] = []
+                twos: list[float] = []
+                for i in range(args.repeats):  # side by side, in alternating order
+                    runs = [
+                        (ones, lambda a=alone: timed(a)[0]),
+                        (twos, lambda m=mode: torchrun_seconds(args, m, folder)),
+                    ]
+                    for times, run in runs[:: 1 if i % 2 == 0 else -1]:
+                        times.append(run())
+                one, two = statistics.median(ones), statistics.median(twos)
+                pairs = zip(ones, twos, strict=True)
+                efficiency = 100 * statistics.median(o / t / 2 for o, t in pairs)
+                name = "loop of explain()" if mode == "loop" else "explain_dataset  "
+                print(
+                    f"    {name}: 1 process {args.n / one:6.0f} img/s, 2 processes "
+                    f"{args.n / two:6.0f} img/s: speedup {one / two:.2f}×, scaling efficiency "
+                    f"{efficiency:.0f} %"
+                )
     if args.spray:
         seconds, summary = spray_seconds(args.spray)
         print(f"  spray on {args.spray} heatmaps of 28×28: {seconds:.1f} s (target < 60 s)")
         print(f"    {summary}")
-    print(f"(cpu count {os.cpu_count()}; {Path(__file__).name})")
+    print(f"  {load()} at the end ({Path(__file__).name})")
 
 
 if __name__ == "__main__":

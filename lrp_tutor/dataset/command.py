@@ -91,6 +91,7 @@ def run(args: Any) -> str:
         target=target,
         store=args.store,
         batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
         device=args.device,
         num_workers=args.num_workers,
         progress=not args.no_progress,
@@ -111,6 +112,9 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--composite", default=None, help="e.g. epsilon_plus_flat")
     parser.add_argument("--target", default=None, help="a class index, or 'label'")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--chunk-size", type=int, default=None, help="samples per store chunk (default: ≥ 4 MiB)"
+    )
     parser.add_argument("--device", default=None, help="default: the model's (or LOCAL_RANK)")
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
