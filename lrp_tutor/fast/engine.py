@@ -42,6 +42,7 @@ from ..errors import CompositeError, InputError, UnsupportedLayerError
 from ..rules import Rule
 from . import registry
 from .bookings import Booking, Recorder
+from .families.elementwise import remember
 from .functions import OURS, PassThrough, explain_linear
 from .graph import check_graph
 from .maps import LinearMap, Scratch
@@ -171,7 +172,7 @@ class Session(TorchFunctionMode):
         self.replaced: dict[int, tuple[Any, Tensor]] = {}
         self.gates: dict[int, Any] = {}  # outputs of gating functions (sigmoid…), weakly
         self.activated: dict[int, Any] = {}  # outputs of other activations, weakly
-        self.held: dict[int, tuple[Any, str]] = {}  # softmax outputs held constant
+        self.held: dict[int, tuple[Any, str]] = {}  # softmax outputs: refused as the output
         self.known: set[Any] = set()  # autograd nodes that routing operations made
         self.scratch = Scratch()  # transient tensors, reused layer by layer
         self.handles: list[Any] = []
@@ -237,7 +238,7 @@ class Session(TorchFunctionMode):
             return None
         call = Call(self, None, (), {}, self.names.get(module, ""), module, label="activation")
         out = PassThrough.apply(x, output.detach(), call.booking("activation"))
-        self.activated[id(out)] = weakref.ref(out)
+        remember(self.activated, out)
         return out
 
     # ---------------------------------------------------------------- tensors

@@ -59,14 +59,12 @@ def softmax(call) -> Tensor:
 
     x = call.args[0]
     dim = call.arg(1, "dim")
-    value = call.plain()
+    out = call.plain()
     session = call.session
-    session.held[id(value)] = (weakref.ref(value), f"{describe(call.func)} in {call.where()}")
-    if session.composite.attention == "cp_lrp":
-        return value
-    if dim is None:
-        dim = -1 if x.ndim in (0, 1, 3) else 1  # torch's legacy implicit choice
-    out = SoftmaxRule.apply(x, value, dim, call.booking("softmax"))
+    if session.composite.attention == "attn_lrp":
+        if dim is None:
+            dim = -1 if x.ndim in (0, 1, 3) else 1  # torch's legacy implicit choice
+        out = SoftmaxRule.apply(x, out, dim, call.booking("softmax"))
     session.held[id(out)] = (weakref.ref(out), f"{describe(call.func)} in {call.where()}")
     return out
 

@@ -26,6 +26,18 @@ from ..functions import PassThrough
 GATING = frozenset({"sigmoid", "hardsigmoid"})
 
 
+def remember(table: dict, t: Tensor) -> None:
+    """Mark ``t`` in ``table`` (the session's gates or activated outputs), weakly: the entry
+    does not keep ``t`` alive."""
+    table[id(t)] = weakref.ref(t)
+
+
+def remembered(table: dict, t: object) -> bool:
+    """Whether ``t`` itself is marked in ``table`` (not another tensor with its old id)."""
+    ref = table.get(id(t))
+    return ref is not None and ref() is t
+
+
 def pass_through(call) -> Tensor:
     """:math:`R_{in} = R_{out}`: the value of the activation, the relevance of its input."""
     x = next(a for a in call.args if call.carries(a))
@@ -35,10 +47,10 @@ def pass_through(call) -> Tensor:
         call.session.learn(x, call.args)
     out = PassThrough.apply(x, value, call.booking(call.label))
     name = getattr(call.func, "__name__", "").strip("_")
-    if name.rstrip("_") in GATING:
-        call.session.gates[id(out)] = weakref.ref(out)
+    if name in GATING:
+        remember(call.session.gates, out)
     elif name not in ("neg", "negative"):
-        call.session.activated[id(out)] = weakref.ref(out)
+        remember(call.session.activated, out)
     return out
 
 

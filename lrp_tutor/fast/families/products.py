@@ -38,6 +38,7 @@ from ...errors import UnsupportedLayerError
 from ..functions import Product, explain_linear
 from ..maps import ScaleMap
 from ..modules import Product as Product_
+from .elementwise import remembered
 from .linear import scale
 
 
@@ -47,18 +48,13 @@ def _gate_of(call, a: Tensor, b: Tensor) -> int | None:
         return 0 if a.numel() < b.numel() else 1
     session = call.session
     for k, t in enumerate((a, b)):
-        ref = session.gates.get(id(t))
-        if ref is not None and ref() is t:
+        if remembered(session.gates, t):
             return k
     if session.composite.attention == "cp_lrp":  # a gated MLP's activated branch: held
-        activated = [ref is not None and ref() is t for t, ref in _refs(session.activated, a, b)]
+        activated = [remembered(session.activated, t) for t in (a, b)]
         if activated.count(True) == 1:
             return activated.index(True)
     return None
-
-
-def _refs(table: dict, *tensors: Tensor):
-    return [(t, table.get(id(t))) for t in tensors]
 
 
 def multiply(call) -> Tensor:

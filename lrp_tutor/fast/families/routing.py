@@ -15,7 +15,6 @@ tensor([[0., 3., 0.]])
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 import torch
@@ -24,6 +23,7 @@ from torch import Tensor
 
 from ..bookings import per_sample_sum
 from ..functions import PassThrough
+from .elementwise import remember, remembered
 
 
 def route(call) -> Any:
@@ -41,7 +41,7 @@ def route(call) -> Any:
             call.args = (*call.args[:k], booked, *call.args[k + 1 :])
     result = call.traced()
     if gate and isinstance(result, Tensor):
-        call.session.gates[id(result)] = weakref.ref(result)
+        remember(call.session.gates, result)
     return result
 
 
@@ -84,8 +84,7 @@ def _gate_among(call) -> bool:
     source = call.args[0] if call.args else None
     if not call.carries(source):
         return False
-    ref = call.session.gates.get(id(source))
-    return ref is not None and ref() is source
+    return remembered(call.session.gates, source)
 
 
 def pad(call) -> Tensor:
@@ -209,8 +208,8 @@ ROUTES = (
     "unbind tensor_split narrow select index_select gather take_along_dim __getitem__ roll "
     "flip fliplr flipud rot90 pixel_shuffle pixel_unshuffle channel_shuffle "
     "native_channel_shuffle repeat_interleave to type float double half cpu cuda dropout "
-    "dropout1d dropout2d "
-    "dropout3d alpha_dropout feature_alpha_dropout masked_fill where diagonal tril triu "
+    "dropout1d dropout2d dropout3d alpha_dropout feature_alpha_dropout masked_fill where "
+    "diagonal tril triu "
     "adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d "
     "amax amin max min maximum minimum max_unpool2d unfold T mT H mH"
 ).split()

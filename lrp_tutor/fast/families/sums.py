@@ -61,18 +61,17 @@ def add(call) -> Tensor:
     constant = c * sc if isinstance(c, Tensor) else torch.as_tensor(c * sc, **like)
     weight = None if sx == 1 else torch.as_tensor(float(sx), **like)
 
-    rule = call.rule("fixed")
     constant = constant.detach()
     infinite = ~torch.isfinite(constant)
-    if bool(infinite.any()):  # an attention mask's -inf: filled in, nothing sent there
-        finite = constant.masked_fill(infinite, 0.0)
-        layer = ScaleMap(weight, finite, call.session.scratch)
-        out = explain_linear(x, value, layer, rule, call.booking("add"), call.where())
-        result = torch.where(infinite, value, out)
-        call.session.learn(result, out)
-        return result
-    layer = ScaleMap(weight, constant, call.session.scratch)
-    return explain_linear(x, value, layer, rule, call.booking("add"), call.where())
+    masked = bool(infinite.any())  # an attention mask's -inf: filled in, nothing sent there
+    bias = constant.masked_fill(infinite, 0.0) if masked else constant
+    layer = ScaleMap(weight, bias, call.session.scratch)
+    out = explain_linear(x, value, layer, call.rule("fixed"), call.booking("add"), call.where())
+    if not masked:
+        return out
+    result = torch.where(infinite, value, out)
+    call.session.learn(result, out)
+    return result
 
 
 def _join(call, value: Tensor, inputs: list[Tensor]) -> Tensor:
