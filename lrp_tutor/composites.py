@@ -419,25 +419,22 @@ def montavon_vgg(
 
 
 def _attention_preset(
-    attention: str, epsilon: float, gamma: float | None, conv: Rule | None, label: str
+    attention: str, epsilon: float, gamma: float | None, conv: Rule | None
 ) -> Composite:
+    """The composite of :func:`attn_lrp` or :func:`cp_lrp`, labelled by its call."""
     from .fast.modules import Product, Sum  # the engine's operations, as types to map
 
     linear: Rule = Epsilon(epsilon) if gamma is None else Gamma(gamma)
     joins = Epsilon(epsilon)
+    args = [] if epsilon == 1e-6 else [f"epsilon={epsilon!r}"]
+    args += [] if gamma is None else [f"gamma={gamma!r}"]
+    args += [] if conv is None else [f"conv={conv!r}"]
     return Composite(
         by_type={nn.Linear: linear, CONVOLUTIONS: conv or linear, Sum: joins, Product: joins},
         default=linear,
         attention=attention,
-        label=label,
+        label=f"{attention}({', '.join(args)})",
     )
-
-
-def _preset_label(name: str, epsilon: float, gamma: float | None, conv: Rule | None) -> str:
-    args = [] if epsilon == 1e-6 else [f"epsilon={epsilon!r}"]
-    args += [] if gamma is None else [f"gamma={gamma!r}"]
-    args += [] if conv is None else [f"conv={conv!r}"]
-    return f"{name}({', '.join(args)})"
 
 
 def attn_lrp(
@@ -459,8 +456,7 @@ def attn_lrp(
     >>> attn_lrp(gamma=0.25).by_type[nn.Linear]
     Gamma(gamma=0.25)
     """
-    label = _preset_label("attn_lrp", epsilon, gamma, conv)
-    return _attention_preset("attn_lrp", epsilon, gamma, conv, label)
+    return _attention_preset("attn_lrp", epsilon, gamma, conv)
 
 
 def cp_lrp(
@@ -475,5 +471,4 @@ def cp_lrp(
     >>> cp_lrp(gamma=0.25)
     cp_lrp(gamma=0.25)
     """
-    label = _preset_label("cp_lrp", epsilon, gamma, conv)
-    return _attention_preset("cp_lrp", epsilon, gamma, conv, label)
+    return _attention_preset("cp_lrp", epsilon, gamma, conv)
