@@ -11,7 +11,8 @@ For each, interleaved in one loop, the median time of a plain input gradient (fo
 ``torch.autograd.grad`` of the target logit), ``lt.explain`` with ``attn_lrp()`` and with
 ``cp_lrp()``, each printed over the gradient's; then the peak memory of each above the memory
 in use before it, each measured in a fresh process after one warm-up call (CPU: peak
-resident set size from /proc; CUDA: the allocator's peak),
+resident set size from /proc, with large freed blocks returned to the system at once;
+CUDA: the allocator's peak),
 LRP's extra peak (its peak minus the gradient's) over the gradient's.
 
 Targets (issue 17): AttnLRP ≤ 1.5×, CP-LRP ≤ 1.3× the gradient's time, extra peak memory
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -137,7 +139,11 @@ def memory_in_child(name: str, method: str, args: argparse.Namespace) -> float:
     command = [sys.executable, __file__, "--memory-child", name, method]
     command += ["--device", args.device, "--threads", str(args.threads)]
     command += ["--small"] if args.small else []
-    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    # large freed blocks go back to the system at once, so that the resident set size follows
+    # the memory in use (as in bench_explain.py); without it, glibc keeps the warm-up's heap
+    # and the second call's peak shows only what did not fit in it
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return float(done.stdout.strip().splitlines()[-1])
 
 

@@ -215,13 +215,16 @@ class WeightedRule(torch.autograd.Function):
         layer.release(after_forward=True)
         ctx.layer, ctx.parts, ctx.booking, ctx.nonneg = layer, parts, booking, nonneg
         ctx.plan = plan
-        ctx.save_for_backward(x, *zs)
+        ctx.recompute = plan is None and layer.recompute
+        ctx.save_for_backward(x, *([] if ctx.recompute else zs))
         return value
 
     @staticmethod
     def backward(ctx, r: Tensor):
         x, *zs = ctx.saved_tensors
         layer, nonneg = ctx.layer, ctx.nonneg
+        if ctx.recompute:
+            zs = _products(x, None, layer, ctx.parts, nonneg)
         r_in = bias = stab = None
         ss = []
         cs: dict = {}  # c^k_i = Σ_p Σ_j ρ_pk(w_ij) s^p_j, one per input φ_k
@@ -355,13 +358,14 @@ class Product(torch.autograd.Function):
     @staticmethod
     def forward(ctx, a: Tensor, b: Tensor, epsilon: float | Part, matmul: bool, booking: Booking):
         z = torch.matmul(a, b) if matmul else a * b
-        ctx.save_for_backward(a, b, z)
+        ctx.save_for_backward(a, b)  # z is computed again: cheaper than keeping it
         ctx.epsilon, ctx.matmul, ctx.booking = epsilon, matmul, booking
         return z
 
     @staticmethod
     def backward(ctx, r: Tensor):
-        a, b, z = ctx.saved_tensors
+        a, b = ctx.saved_tensors
+        z = torch.matmul(a, b) if ctx.matmul else a * b
         eps = ctx.epsilon
         if isinstance(eps, Part):
             eps = eps.epsilon_of(z, batched=True)
@@ -414,6 +418,30 @@ class SoftmaxRule(torch.autograd.Function):
         return r_in, None, None, None
 
 
+class DiagonalRule(torch.autograd.Function):
+    r"""An element-wise map without bias, :math:`z_i = w_i x_i` (a constant factor, a gate
+    held constant), under ε-type rules: :math:`R_i = z_i\, c_p R_i / \mathrm{stab}(z_i)`
+    summed over the parts. It keeps only its output *z*, which the next operation keeps
+    anyway, not its input as well."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, value: Tensor, parts, booking: Booking):
+        ctx.save_for_backward(value)
+        ctx.parts, ctx.booking = parts, booking
+        return value
+
+    @staticmethod
+    def backward(ctx, r: Tensor):
+        (z,) = ctx.saved_tensors
+        r_in = stab = None
+        for part in ctx.parts:
+            s, sign, eps = _ratio(r, z, part)  # s_i = c_p R_i / stab(z_i)
+            r_in = _add(r_in, z * s)
+            stab = _add(stab, _stabilizer_absorbed(r, s, z, sign, part, eps, ctx.booking.batch))
+        ctx.booking.book(r, r_in, None, stab)
+        return r_in, None, None, None
+
+
 def explain_linear(x: Tensor, value: Tensor, layer: LinearMap, rule, booking: Booking, where: str):
     """``value`` with the rule's backward through ``layer`` attached (Pass: unchanged)."""
     if not rule.parts:  # Pass
@@ -423,10 +451,14 @@ def explain_linear(x: Tensor, value: Tensor, layer: LinearMap, rule, booking: Bo
                 f"{tuple(x.shape)} to {tuple(value.shape)}. Give it another rule."
             )
         return PassThrough.apply(x, value.detach(), booking)
+    plain = all(part.is_plain for part in rule.parts)
+    if layer.diagonal and plain and layer.bias(identity) is None and value.shape == x.shape:
+        return DiagonalRule.apply(x, value.detach(), rule.parts, booking)
     return WeightedRule.apply(x, value.detach(), layer, rule.parts, booking)
 
 
 OURS = frozenset(
-    f._backward_cls for f in (WeightedRule, PassThrough, SumRule, Product, SoftmaxRule)
+    f._backward_cls
+    for f in (WeightedRule, DiagonalRule, PassThrough, SumRule, Product, SoftmaxRule)
 )
 """The backward node types of the functions above that relevance may pass through."""

@@ -136,6 +136,8 @@ class LinearMap:
 
     channel_dim: int = 1
     scratch: Scratch | None = None  # memory for this call's transient tensors
+    recompute: bool = False  # z is computed again in the backward (cheaper than keeping it)
+    diagonal: bool = False  # z_j = w_j x_j + b_j: output j sees input j alone
 
     def forward(self, x: Tensor, rho: Rho) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -647,6 +649,8 @@ class ScaleMap(LinearMap):
     tensor([[ 2., -1.]])
     """
 
+    recompute = diagonal = True
+
     def __init__(
         self, weight: Tensor | None, bias: Tensor | None, scratch: Scratch | None = None
     ) -> None:
@@ -734,6 +738,8 @@ class CenteredMap(ScaleMap):
     >>> m.forward(x, identity)
     tensor([[-1.,  1.]])
     """
+
+    diagonal = False
 
     def __init__(
         self,
