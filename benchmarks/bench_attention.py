@@ -63,17 +63,6 @@ SIZES = {
 }
 
 
-class LastToken(nn.Module):
-    """A causal language model explained from its embeddings, at the last token."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return self.model(inputs_embeds=embeddings, use_cache=False).logits[:, -1]
-
-
 def build(name: str, small: bool = False) -> tuple[nn.Module, torch.Tensor]:
     """The model (random weights, eval) and an input; ``small``: a tiny size for the tests."""
     torch.manual_seed(0)
@@ -94,7 +83,7 @@ def build(name: str, small: bool = False) -> tuple[nn.Module, torch.Tensor]:
         num_attention_heads=s["heads"], num_key_value_heads=s["heads"],
         intermediate_size=s["mlp"], attn_implementation="eager",
     )  # fmt: skip
-    model = LastToken(LlamaForCausalLM(config)).eval()
+    model = zoo.FromEmbeddings(LlamaForCausalLM(config)).eval()
     return model, torch.randn(1, s["tokens"], s["width"])
 
 

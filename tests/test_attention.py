@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import lrp_tutor as lt
-from lrp_tutor import composites
+from lrp_tutor import composites, zoo
 from lrp_tutor.errors import UnsupportedLayerError
 
 if os.environ.get("LRP_TUTOR_REQUIRE_MODELS"):  # make test: they are installed, never skipped
@@ -50,18 +50,6 @@ ZERO = {
 """LRP-0 on every operation (weighted layers, fixed maps, sums, products)."""
 CONSTANTS = ("bias", "pos", "wpe", "cls_token", "class_token", "token_type", "relative_position")
 """Parameters a bias-free copy zeroes: every constant added to the activations."""
-
-
-class FromEmbeddings(nn.Module):
-    """A Hugging Face model explained from ``inputs_embeds`` (what the docs show)."""
-
-    def __init__(self, model: nn.Module, last_token: bool) -> None:
-        super().__init__()
-        self.model, self.last_token = model, last_token
-
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        logits = self.model(inputs_embeds=embeddings, use_cache=False).logits
-        return logits[:, -1] if self.last_token else logits
 
 
 class EncoderClassifier(nn.Module):
@@ -92,15 +80,15 @@ def _hf(kind: str, attention: str) -> nn.Module:
             hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
             num_labels=3, **small,
         )  # fmt: skip
-        return FromEmbeddings(t.BertForSequenceClassification(config), last_token=False)
+        return zoo.FromEmbeddings(t.BertForSequenceClassification(config))
     if kind == "gpt2":
         config = t.GPT2Config(n_embd=16, n_layer=2, n_head=2, n_positions=16, **small)
-        return FromEmbeddings(t.GPT2LMHeadModel(config), last_token=True)
+        return zoo.FromEmbeddings(t.GPT2LMHeadModel(config))
     config = t.LlamaConfig(
         hidden_size=16, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
         intermediate_size=32, **small,
     )  # fmt: skip
-    return FromEmbeddings(t.LlamaForCausalLM(config), last_token=True)
+    return zoo.FromEmbeddings(t.LlamaForCausalLM(config))
 
 
 def _randomise(model: nn.Module) -> nn.Module:
@@ -162,6 +150,25 @@ def _books(e: lt.Explanation) -> tuple[torch.Tensor, torch.Tensor]:
     logit = e.output.gather(1, e.target.view(-1, 1)).squeeze(1)
     total = e.relevance.flatten(1).sum(1) + torch.as_tensor(e.ledger.absorbed)
     return logit, total
+
+
+@pytest.mark.parametrize("kind", ["bert", "gpt2", "llama"])
+def test_from_embeddings_gives_the_models_logits(kind):
+    wrapped = _randomise(_hf(kind, "eager")).to(f64).eval()
+    x = torch.randn(2, 5, 16, dtype=f64)
+    with torch.no_grad():
+        logits = wrapped.model(inputs_embeds=x).logits
+        per_token = zoo.FromEmbeddings(wrapped.model, position=None)(x)
+        out = wrapped(x)
+    if kind == "bert":  # a sequence classifier: (N, classes) as it is
+        assert logits.shape == (2, 3)
+        torch.testing.assert_close(out, logits, rtol=0, atol=0)
+    else:  # a language model: the last token's, or every token's with position=None
+        assert logits.shape == (2, 5, 40)
+        torch.testing.assert_close(out, logits[:, -1], rtol=0, atol=0)
+        torch.testing.assert_close(per_token, logits, rtol=0, atol=0)
+        second = zoo.FromEmbeddings(wrapped.model, position=1)(x)
+        torch.testing.assert_close(second, logits[:, 1], rtol=0, atol=0)
 
 
 @pytest.mark.slow

@@ -40,17 +40,10 @@ from torch import nn
 for _name in ("torchvision._meta_registrations", "torchvision._autograd_registrations"):
     sys.modules.setdefault(_name, types.ModuleType(_name))
 
+from lrp_tutor.zoo import FromEmbeddings  # noqa: E402
+
 f64 = torch.float64
 CASES = [("vit", "cp_lrp"), ("llama", "attn_lrp"), ("llama", "cp_lrp")]
-
-
-class FromEmbeddings(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return self.model(inputs_embeds=embeddings, use_cache=False).logits[:, -1]
 
 
 def build(name: str) -> tuple[nn.Module, torch.Tensor]:

@@ -17,6 +17,9 @@ and one small Vision Transformer (not a Sequential; torchvision's module names):
 
 * :func:`mnist_vit` — MNIST 28×28 as 4 × 4 patches of 7 × 7 pixels and a class token
 
+and :class:`FromEmbeddings`, which makes a Hugging Face language model a classifier of its
+input embeddings (what :func:`lrp_tutor.explain` explains).
+
 Real architectures with torchvision's parameter names: :func:`vgg16`, :func:`resnet18`,
 :func:`resnet50`, :func:`vit_b_16` (:class:`VisionTransformer` for any size); their inputs:
 :func:`sample_images`, :data:`IMAGENET_MEAN`, :data:`IMAGENET_STD`, :func:`imagenet_bounds`.
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 from .digits import digits_cnn, digits_mlp, mnist_cnn, mnist_mlp
 from .imagenet import IMAGENET_MEAN, IMAGENET_STD, imagenet_bounds, imagenet_normalize
+from .language import FromEmbeddings
 from .photos import PHOTOS, SampleImages, sample_images
 from .resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet50
 from .samples import (
@@ -81,6 +85,7 @@ __all__ = [
     "textures_cnn",
     "clever_hans_cnn",
     "mnist_vit",
+    "FromEmbeddings",
     "clever_hans",
     "CleverHans",
     "TEXTURE_CLASSES",
