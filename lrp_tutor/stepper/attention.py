@@ -220,13 +220,13 @@ def _matrix_table(values: np.ndarray, row: str, column: str) -> str:
 def _draw_matrices(panels: list[tuple[str, np.ndarray]], title: str, ax: Any = None) -> Figure:
     """Token × token matrices side by side (rows: tokens i, columns: tokens j), each on a
     symmetric red–blue scale, the numbers written in when there are at most 8 tokens."""
-    import matplotlib.pyplot as plt
+    from ..viz._axes import new_figure  # closed in pyplot: Jupyter shows it once
 
     if ax is None:
         n = panels[0][1].shape[0]
         size = max(2.6, 0.5 * n + 1.4)
-        figure, axes = plt.subplots(1, len(panels), figsize=(size * len(panels) + 1, size))
-        axes = np.atleast_1d(axes)
+        figure = new_figure(size * len(panels) + 1, size)
+        axes = np.atleast_1d(figure.subplots(1, len(panels)))
     else:
         axes = np.atleast_1d(ax)
         if axes.size != len(panels):
@@ -247,7 +247,6 @@ def _draw_matrices(panels: list[tuple[str, np.ndarray]], title: str, ax: Any = N
                     axis.text(c, r, f.num(values[r, c]), ha="center", va="center", fontsize=7)
         figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
     figure.suptitle(title)
-    figure.tight_layout()
     return figure
 
 
