@@ -328,3 +328,35 @@ def test_the_module_comes_back_unchanged(train):
         matplotlib.pyplot.close(stage.plot())
     assert_unchanged(before, snapshot(mha))
     assert walk.relevance.dtype == np.float64
+
+
+class EncoderLayer(nn.Module):
+    """``nn.TransformerEncoderLayer`` (post-norm, a residual around attention) → mean → Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(E, H, 16, dropout=0.1, batch_first=True)
+        self.head = nn.Linear(E, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layer(x).mean(1))
+
+
+@pytest.mark.parametrize("method", ["attn_lrp", "cp_lrp"])
+def test_agrees_inside_a_transformer_encoder_layer(method):
+    """The relevance at ``self_attn``'s output is that at ``dropout1``'s input (the identity
+    in eval mode); walked back from it, the stepper finds what the fast path sends through
+    attention to the tokens: the sum over the q, k and v projections' inputs."""
+    composite = COMPOSITES[method]
+    torch.manual_seed(6)
+    model = EncoderLayer().double().eval()
+    x = _x(2, seed=7)
+    e = lt.explain(model, x, composite=composite, keep_layers=True)
+    projections = [n for n in _fast_by_kind(e, "linear") if n.startswith("layer.self_attn")]
+    inputs = projections[:-1]  # the last is the output projection
+    assert len(inputs) == (1 if method == "cp_lrp" else 3)
+    for n in range(x.shape[0]):
+        walk = AttentionWalkthrough(model.layer.self_attn, composite).forward(x[n])
+        walk.backward(e.layers["layer.dropout1"][n])
+        reference = sum(e.layers[name][n] for name in inputs).numpy()
+        assert _relative(walk.relevance, reference) < 1e-10
