@@ -35,7 +35,7 @@ from .errors import (
     WeightsError,
 )
 from .fast import Concat, Explanation, Sum, explain
-from .stepper import Walkthrough
+from .stepper import AttentionWalkthrough, Walkthrough
 from .viz.style import lecture_mode
 
 __version__ = "0.1.0"
@@ -47,6 +47,7 @@ __all__ = [
     "RelevanceStore",
     "Explanation",
     "Walkthrough",
+    "AttentionWalkthrough",
     "Sum",
     "Concat",
     "lecture_mode",

@@ -46,6 +46,7 @@ __all__ = [
     "montavon_vgg",
     "attn_lrp",
     "cp_lrp",
+    "attention_rules",
     "ATTENTION",
 ]
 
@@ -201,6 +202,32 @@ class Composite:
                 return rule
         if isinstance(module, POOLING):
             return POOLING_RULE
+        return self.default
+
+    def operation_rule(
+        self, module: nn.Module, role: str, probe: type[nn.Module] | None = None
+    ) -> Rule | None:
+        """The rule of an operation that runs inside ``module`` (not the computation of a
+        layer the composite names): the first ``by_type`` entry that ``module`` is an instance
+        of or ``probe`` a subclass of; else :data:`POOLING_RULE` (``role`` "fixed": a linear
+        map without learned weights, a constant factor, a product of activations),
+        :data:`SUM_RULE` ("sum"), or the default ("weighted"; ``None`` if there is none).
+
+        Both paths ask this: the fast path for every intercepted operation, the attention
+        stepper for the operations of ``nn.MultiheadAttention``.
+
+        >>> attn_lrp(epsilon=0.1).operation_rule(nn.MultiheadAttention(4, 2), "weighted", nn.Linear)
+        Epsilon(epsilon=0.1)
+        >>> attn_lrp(epsilon=0.1).operation_rule(nn.MultiheadAttention(4, 2), "fixed")
+        Epsilon(epsilon=1e-06)
+        """
+        for types, rule in self.by_type.items():
+            if isinstance(module, types) or (probe is not None and issubclass(probe, types)):
+                return rule
+        if role == "fixed":
+            return POOLING_RULE
+        if role == "sum":
+            return SUM_RULE
         return self.default
 
     def __repr__(self) -> str:
@@ -435,6 +462,28 @@ def _attention_preset(
         attention=attention,
         label=f"{attention}({', '.join(args)})",
     )
+
+
+def attention_rules(composite: Composite, module: nn.Module) -> dict[str, Rule | None]:
+    """The rules of the operations inside an attention layer ``module`` under ``composite``,
+    as :meth:`Composite.operation_rule` gives them: ``"projection"`` (the query, key, value
+    and output projections, the rule of ``nn.Linear``), ``"scale"`` (the constant factor
+    :math:`1/\\sqrt{d}`), ``"product"`` (:math:`QK^\\top` and, under AttnLRP, :math:`AV`:
+    the ε of its first part stabilises the uniform rule) and ``"mix"`` (:math:`AV` under
+    CP-LRP, a linear map of the values with the constant weights *A*).
+
+    >>> rules = attention_rules(attn_lrp(epsilon=0.1), nn.MultiheadAttention(4, 2))
+    >>> rules["projection"], rules["scale"], rules["product"]
+    (Epsilon(epsilon=0.1), Epsilon(epsilon=1e-06), Epsilon(epsilon=0.1))
+    """
+    from .fast.modules import Product  # the engine's operation, as a type to map
+
+    return {
+        "projection": composite.operation_rule(module, "weighted", nn.Linear),
+        "scale": composite.operation_rule(module, "fixed"),
+        "product": composite.operation_rule(module, "fixed", Product),
+        "mix": composite.operation_rule(module, "weighted"),
+    }
 
 
 def attn_lrp(

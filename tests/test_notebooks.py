@@ -39,6 +39,7 @@ EXPECTED = [
     "09_unmasking_a_clever_hans.ipynb",
     "10_deep_taylor_decomposition.ipynb",
     "11_lrp_for_attention.ipynb",
+    "12_one_attention_head.ipynb",
     "lecture_demo.ipynb",
 ]
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map
 
-from ..composites import POOLING_RULE, SUM_RULE, Composite
+from ..composites import Composite
 from ..errors import CompositeError, InputError, UnsupportedLayerError
 from ..rules import Rule
 from . import registry
@@ -142,15 +142,9 @@ class Call:
         composite = s.composite
         if self.name in composite.by_name:
             return composite.by_name[self.name]
-        for types, rule in composite.by_type.items():
-            if isinstance(self.module, types) or (probe is not None and issubclass(probe, types)):
-                return rule
-        if role == "fixed":
-            return POOLING_RULE
-        if role == "sum":
-            return SUM_RULE
-        if composite.default is not None:
-            return composite.default
+        rule = composite.operation_rule(self.module, role, probe)
+        if rule is not None:
+            return rule
         what = f"layer {self.where()}" if self.own else f"the {self.label} in {self.where()}"
         raise CompositeError(
             f"The composite {composite!r} gives no rule for {what}. Give it a default "

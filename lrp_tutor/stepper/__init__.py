@@ -12,8 +12,21 @@ array([[3.],
 :class:`Walkthrough` runs the sample forward and relevance backward; each layer becomes a
 :class:`LayerStep` with four stages, :class:`Forward`, :class:`Messages`,
 :class:`Aggregation` and :class:`Stabilization`.
+
+:class:`AttentionWalkthrough` walks one ``nn.MultiheadAttention`` one head at a time: per
+head the queries and keys (:class:`QueryKey`), the attention matrix
+(:class:`AttentionMatrix`), the messages through :math:`AV` (:class:`ValueMessages`) and
+its books (:class:`HeadBooks`).
 """
 
+from .attention import (
+    AttentionHead,
+    AttentionMatrix,
+    AttentionWalkthrough,
+    HeadBooks,
+    QueryKey,
+    ValueMessages,
+)
 from .stages import Aggregation, Forward, Messages, Stabilization, Stage
 from .step import LayerStep
 from .walkthrough import Walkthrough
@@ -26,4 +39,10 @@ __all__ = [
     "Messages",
     "Aggregation",
     "Stabilization",
+    "AttentionWalkthrough",
+    "AttentionHead",
+    "QueryKey",
+    "AttentionMatrix",
+    "ValueMessages",
+    "HeadBooks",
 ]
