@@ -72,7 +72,7 @@ class Pending:
     kind: str
     channels: int | None  # output channels along dim 1 (None: no BatchNorm can merge)
     probe: type[nn.Module] | None = None  # the layer type whose rule it takes inside a block
-    explained: Any = None  # weakref to the explained output: held by its users, not here
+    explained: Tensor | None = None  # the explained output (its memory is the raw output's)
 
 
 @dataclass
@@ -283,8 +283,13 @@ class Session(TorchFunctionMode):
         """Keep a linear layer's output pending (see the module docstring). Called inside a
         block rather than by a leaf layer (``nn.MultiheadAttention``'s projections), it takes
         the composite's rule for the layer type ``probe``."""
-        self.pending[id(value)] = Pending(
-            weakref.ref(value),
+        key = id(value)
+
+        def forget(_ref: Any, key: int = key) -> None:  # the output is gone: so is the entry
+            self.pending.pop(key, None)
+
+        self.pending[key] = Pending(
+            weakref.ref(value, forget),
             x,
             build,
             call.name,
@@ -302,16 +307,16 @@ class Session(TorchFunctionMode):
     def explain_pending(self, p: Pending, merged: tuple | None = None) -> Tensor:
         """The pending layer explained as it is, or with a BatchNorm merged:
         ``merged = (scale λ, shift, value, BatchNorm kind)``."""
-        if merged is None and p.explained is not None and p.explained() is not None:
-            return p.explained()
+        if merged is None and p.explained is not None:
+            return p.explained
         call = Call(self, None, (), {}, p.name, p.module or self.model, label="layer")
         rule = call.rule("weighted", p.probe)
         scale, shift, value, bn = merged if merged is not None else (None, None, p.ref(), "")
         kind = p.kind + (f"+{bn}" if bn else "")
         booking = self.recorder.new(p.name, kind)
         out = explain_linear(p.x, value, p.build(scale, shift), rule, booking, call.where())
-        if merged is None:
-            p.explained = weakref.ref(out)
+        if merged is None:  # every later use gets this one node (DenseNet's concatenations)
+            p.explained = out
         return out
 
     def expand(self, function: Callable[..., Any], *args: Any) -> Any:
