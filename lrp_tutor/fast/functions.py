@@ -215,16 +215,13 @@ class WeightedRule(torch.autograd.Function):
         layer.release(after_forward=True)
         ctx.layer, ctx.parts, ctx.booking, ctx.nonneg = layer, parts, booking, nonneg
         ctx.plan = plan
-        ctx.recompute = plan is None and layer.recompute
-        ctx.save_for_backward(x, *([] if ctx.recompute else zs))
+        ctx.save_for_backward(x, *zs)
         return value
 
     @staticmethod
     def backward(ctx, r: Tensor):
         x, *zs = ctx.saved_tensors
         layer, nonneg = ctx.layer, ctx.nonneg
-        if ctx.recompute:
-            zs = _products(x, None, layer, ctx.parts, nonneg)
         r_in = bias = stab = None
         ss = []
         cs: dict = {}  # c^k_i = Σ_p Σ_j ρ_pk(w_ij) s^p_j, one per input φ_k

@@ -136,7 +136,6 @@ class LinearMap:
 
     channel_dim: int = 1
     scratch: Scratch | None = None  # memory for this call's transient tensors
-    recompute: bool = False  # z is computed again in the backward (cheaper than keeping it)
     diagonal: bool = False  # z_j = w_j x_j + b_j: output j sees input j alone
 
     def forward(self, x: Tensor, rho: Rho) -> Tensor:  # pragma: no cover - interface
@@ -649,7 +648,7 @@ class ScaleMap(LinearMap):
     tensor([[ 2., -1.]])
     """
 
-    recompute = diagonal = True
+    diagonal = True
 
     def __init__(
         self, weight: Tensor | None, bias: Tensor | None, scratch: Scratch | None = None
