@@ -54,6 +54,36 @@ def _floating(t: Any) -> bool:
     return isinstance(t, Tensor) and t.is_floating_point()
 
 
+def _map(f: Callable[[Tensor], Any], value: Any) -> Any:
+    """``value`` with ``f`` applied to every tensor in it (in tuples, lists and dicts, as
+    operations take them): :func:`torch.utils._pytree.tree_map` for the common cases, without
+    its cost per operation."""
+    if isinstance(value, Tensor):
+        return f(value)
+    kind = type(value)
+    if kind is tuple or kind is list:
+        return kind(_map(f, v) for v in value)
+    if kind is dict:
+        return {k: _map(f, v) for k, v in value.items()}
+    if isinstance(value, tuple | list | dict) and kind is not torch.Size:  # named tuples, …
+        return tree_map(lambda t: f(t) if isinstance(t, Tensor) else t, value)
+    return value
+
+
+def _tensors(value: Any):
+    """Every tensor in ``value`` (see :func:`_map`)."""
+    if isinstance(value, Tensor):
+        yield value
+    elif type(value) is tuple or type(value) is list:
+        for v in value:
+            yield from _tensors(v)
+    elif type(value) is dict:
+        for v in value.values():
+            yield from _tensors(v)
+    elif isinstance(value, tuple | list | dict) and type(value) is not torch.Size:
+        yield from (t for t in tree_flatten(value)[0] if isinstance(t, Tensor))
+
+
 def _short(module: nn.Module) -> str:
     """A leaf layer's repr, a container's class name."""
     return type(module).__name__ if next(module.children(), None) is not None else repr(module)
@@ -330,8 +360,8 @@ class Session(TorchFunctionMode):
 
     def learn(self, result: Any, *inputs: Any) -> None:
         """Remember the autograd nodes a routing operation made (for the graph check)."""
-        stop = {t.grad_fn for t in tree_flatten(inputs)[0] if isinstance(t, Tensor)}
-        todo = [t.grad_fn for t in tree_flatten(result)[0] if isinstance(t, Tensor)]
+        stop = {t.grad_fn for t in _tensors(inputs)}
+        todo = [t.grad_fn for t in _tensors(result)]
         while todo:
             node = todo.pop()
             if node is None or node in stop or node in self.known:
@@ -352,8 +382,8 @@ class Session(TorchFunctionMode):
                 return func(*args, **kwargs)
         family, func, target, args, kwargs = registry.resolve(func, args, kwargs)
         keep = family is None or family.takes_pending  # unknown: run on the values
-        args, kwargs = tree_map(lambda t: self._current(t, keep), (args, kwargs))
-        if not any(self.carries(t) for t in tree_flatten((args, kwargs))[0]):
+        args, kwargs = _map(lambda t: self._current(t, keep), (args, kwargs))
+        if not any(self.carries(t) for t in _tensors((args, kwargs))):
             with torch.no_grad():
                 result = func(*args, **kwargs)
             if isinstance(target, Tensor) and isinstance(result, Tensor) and target is not result:
@@ -363,7 +393,7 @@ class Session(TorchFunctionMode):
         call = Call(self, func, args, kwargs, self.names.get(module, ""), module)
         if family is None:
             result = call.plain()
-            if not any(_floating(t) for t in tree_flatten(result)[0]):
+            if not any(_floating(t) for t in _tensors(result)):
                 return result  # a shape, a comparison, an index: no relevance to carry
         if not torch.is_grad_enabled():
             raise UnsupportedLayerError(
