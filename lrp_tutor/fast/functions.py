@@ -349,33 +349,32 @@ class SumRule(torch.autograd.Function):
 class Product(torch.autograd.Function):
     """The uniform rule for :math:`a \\odot b` (``matmul=False``) or :math:`a\\,b`.
 
-    ``epsilon``: the stabiliser's ε, or the rule's :class:`~lrp_tutor.rules.Part` (whose ε
-    may be relative: then :math:`\\varepsilon\\cdot\\mathrm{RMS}_n(z)` of the product)."""
+    ``part``: the rule's :class:`~lrp_tutor.rules.Part`, whose stabiliser gives
+    :math:`s = R / \\mathrm{stab}(z)` (its ε may be relative: then
+    :math:`\\varepsilon\\cdot\\mathrm{RMS}_n(z)` of the product). An element-wise product
+    computes *z* again in the backward (one pass); a matmul keeps it."""
 
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, epsilon: float | Part, matmul: bool, booking: Booking):
+    def forward(ctx, a: Tensor, b: Tensor, part: Part, matmul: bool, booking: Booking):
         z = torch.matmul(a, b) if matmul else a * b
-        ctx.save_for_backward(a, b)  # z is computed again: cheaper than keeping it
-        ctx.epsilon, ctx.matmul, ctx.booking = epsilon, matmul, booking
+        ctx.save_for_backward(a, b, *([z] if matmul else []))
+        ctx.part, ctx.matmul, ctx.booking = part, matmul, booking
         return z
 
     @staticmethod
     def backward(ctx, r: Tensor):
-        a, b = ctx.saved_tensors
-        z = torch.matmul(a, b) if ctx.matmul else a * b
-        eps = ctx.epsilon
-        if isinstance(eps, Part):
-            eps = eps.epsilon_of(z, batched=True)
-        den = z + eps * sign(z) if isinstance(eps, Tensor) or eps else z
-        s = torch.where(den == 0, torch.zeros_like(r), r / torch.where(den == 0, 1, den))
+        a, b, *kept = ctx.saved_tensors
+        z = kept[0] if kept else a * b
+        s, sign_z, eps = _ratio(r, z, ctx.part)  # s = R / stab(z)
+        absorbed = _stabilizer_absorbed(r, s, z, sign_z, ctx.part, eps, ctx.booking.batch)
+        s = s.mul_(0.5)  # each factor takes half
         if ctx.matmul:
-            r_a = 0.5 * a * (s @ b.transpose(-1, -2))
-            r_b = 0.5 * b * (a.transpose(-1, -2) @ s)
+            r_a = (s @ b.transpose(-1, -2)).mul_(a)  # R_a,ik = ½ a_ik Σ_j b_kj s_ij
+            r_b = (a.transpose(-1, -2) @ s).mul_(b)
         else:
-            r_a = r_b = 0.5 * z * s
+            r_a = s.mul_(z)
+            r_b = r_a.clone()
         r_a, r_b = _fit(r_a, a.shape), _fit(r_b, b.shape)
-        n = ctx.booking.batch
-        absorbed = per_sample_sum(r, n) - per_sample_sum(r_a, n) - per_sample_sum(r_b, n)
         ctx.booking.book(r, (r_a, r_b), None, absorbed)
         return r_a, r_b, None, None, None
 
@@ -407,8 +406,8 @@ class SoftmaxRule(torch.autograd.Function):
     def backward(ctx, r: Tensor):
         x, s = ctx.saved_tensors
         r, s = r.to(x.dtype), s.to(x.dtype)  # in the input's precision (softmax in float32)
-        r_in = (r - s * r.sum(ctx.dim, keepdim=True)) * x
-        r_in = torch.where(torch.isfinite(x), r_in, 0)
+        r_in = (r - s * r.sum(ctx.dim, keepdim=True)).mul_(x)
+        r_in = r_in.masked_fill_(torch.isneginf(x), 0)  # masked: 0, not 0·(−∞)
         n = ctx.booking.batch
         absorbed = per_sample_sum(r, n) - per_sample_sum(r_in, n)
         ctx.booking.book(r, r_in, absorbed.to(r_in.dtype), None)

@@ -67,8 +67,9 @@ from ..errors import InputError, RuleError, UnsupportedLayerError
 from ..ledger import Ledger, LedgerEntry
 from ..rules import Part, Rule, identity, safe_divide
 from . import _format as f
-from ._layers import LinearLayer, View
+from ._layers import LinearLayer, View, _numpy
 from ._propagate import Propagation, modified_input, propagate
+from .stages import TOLERANCE, _within
 from .step import LayerStep
 
 if TYPE_CHECKING:
@@ -82,14 +83,6 @@ __all__ = [
     "ValueMessages",
     "HeadBooks",
 ]
-
-TOLERANCE = 1e-10
-
-
-def _numpy(tensor: torch.Tensor | None) -> np.ndarray | None:
-    if tensor is None:
-        return None
-    return tensor.detach().cpu().to(torch.float64).numpy().copy()
 
 
 # --------------------------------------------------------------------------------------
@@ -250,11 +243,6 @@ def _draw_matrices(panels: list[tuple[str, np.ndarray]], title: str, ax: Any = N
     return figure
 
 
-def _close(residual: np.ndarray, scale: np.ndarray, tolerance: float) -> bool:
-    scale = np.maximum(1.0, np.abs(np.asarray(scale, dtype=np.float64)))
-    return bool(np.all(np.abs(residual) <= tolerance * scale))
-
-
 class _HeadStage:
     """Base class of a head's stages: a title, a repr, an HTML view, a check, a plot."""
 
@@ -347,7 +335,7 @@ class QueryKey(_HeadStage):
         return self.method == "cp_lrp"
 
     def holds(self, tolerance: float = TOLERANCE) -> bool:
-        return _close(np.array([self.residual]), np.array([self.R_S.sum()]), tolerance)
+        return _within(np.array([self.residual]), np.array([self.R_S.sum()]), tolerance)
 
     def check(self, tolerance: float = TOLERANCE) -> str:
         if self.held:
@@ -431,7 +419,7 @@ class AttentionMatrix(_HeadStage):
         return self.method == "cp_lrp"
 
     def holds(self, tolerance: float = TOLERANCE) -> bool:
-        return _close(self.A_ij.sum(axis=1) - 1.0, np.ones(1), tolerance)
+        return _within(self.A_ij.sum(axis=1) - 1.0, np.ones(1), tolerance)
 
     def check(self, tolerance: float = TOLERANCE) -> str:
         rows = f"every row of A sums to 1 (worst {f.worst(self.A_ij.sum(axis=1) - 1):.2g})"
@@ -528,7 +516,7 @@ class ValueMessages(_HeadStage):
 
     def holds(self, tolerance: float = TOLERANCE) -> bool:
         sent = self.R_ij.sum(axis=0) - self.R_v.sum(axis=1)
-        return _close(self.residual, self.R_O.sum(axis=1), tolerance) and _close(
+        return _within(self.residual, self.R_O.sum(axis=1), tolerance) and _within(
             sent, self.R_v.sum(axis=1), tolerance
         )
 
@@ -630,7 +618,7 @@ class HeadBooks(_HeadStage):
         self.residual = self.R_out - self.R_q - self.R_k - self.R_v - sum(self.absorbed.values())
 
     def holds(self, tolerance: float = TOLERANCE) -> bool:
-        return _close(np.array([self.residual]), np.array([self.R_out]), tolerance)
+        return _within(np.array([self.residual]), np.array([self.R_out]), tolerance)
 
     def check(self, tolerance: float = TOLERANCE) -> str:
         parts = " + ".join(f"{f.signed(v)} ({k})" for k, v in self.absorbed.items())
@@ -988,7 +976,7 @@ class AttentionWalkthrough:
         return (
             all(h.holds(tolerance) for h in self.heads)
             and all(s.holds(tolerance) for s in self.projections.values())
-            and _close(np.array([books["residual"]]), np.array([books["R_out"]]), tolerance)
+            and _within(np.array([books["residual"]]), np.array([books["R_out"]]), tolerance)
         )
 
     def check(self, tolerance: float = TOLERANCE) -> str:

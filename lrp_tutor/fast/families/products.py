@@ -24,7 +24,8 @@ with the ε-stabiliser :math:`s = R / \mathrm{stab}(z)`:
 >>> a = torch.tensor([[2.0]], requires_grad=True)
 >>> b = torch.tensor([[3.0]], requires_grad=True)
 >>> from lrp_tutor.fast.bookings import Recorder
->>> z = Product.apply(a, b, 0.0, False, Recorder(False).new("mul", "mul"))
+>>> from lrp_tutor.rules import LRP0
+>>> z = Product.apply(a, b, LRP0().parts[0], False, Recorder(False).new("mul", "mul"))
 >>> [g.item() for g in torch.autograd.grad(z, (a, b), torch.tensor([[6.0]]))]
 [3.0, 3.0]
 """
@@ -35,6 +36,7 @@ import torch
 from torch import Tensor
 
 from ...errors import UnsupportedLayerError
+from ...rules import LRP0, Part
 from ..functions import Product, explain_linear
 from ..maps import ScaleMap
 from ..modules import Product as Product_
@@ -57,6 +59,13 @@ def _gate_of(call, a: Tensor, b: Tensor) -> int | None:
     return None
 
 
+def _part(call) -> Part:
+    """The stabiliser of the uniform rule: the first part of the composite's rule for
+    :class:`lrp_tutor.fast.Product` (ε, possibly relative), LRP-0 for a rule without parts."""
+    rule = call.rule("fixed", Product_)
+    return rule.parts[0] if rule.parts else LRP0().parts[0]
+
+
 def multiply(call) -> Tensor:
     """``a * b`` and ``a / b``: a constant factor (:func:`~.linear.scale`), a gate, or the
     uniform rule."""
@@ -70,9 +79,7 @@ def multiply(call) -> Tensor:
     else:
         k = _gate_of(call, a, b)
         if k is None:
-            rule = call.rule("fixed", Product_)
-            epsilon = rule.parts[0] if rule.parts else 0.0  # its ε may be relative
-            return Product.apply(a, b, epsilon, False, call.booking("product"))
+            return Product.apply(a, b, _part(call), False, call.booking("product"))
         gate, signal = (a, b) if k == 0 else (b, a)
         weight = gate.detach()
     layer = ScaleMap(weight, None, call.session.scratch)
@@ -109,9 +116,7 @@ def matmul_of_activations(call) -> Tensor:
                 f"F.linear in {call.where()} multiplies two activations and adds a bias; "
                 "write it as a matmul and an addition."
             )
-    rule = call.rule("fixed", Product_)
-    epsilon = rule.parts[0] if rule.parts else 0.0  # its ε may be relative
-    return Product.apply(a, b, epsilon, True, call.booking("matmul"))
+    return Product.apply(a, b, _part(call), True, call.booking("matmul"))
 
 
 PRODUCTS = ("mul", "multiply", "__mul__", "__rmul__", "div", "divide", "true_divide", "__truediv__")
