@@ -355,28 +355,36 @@ class Product(torch.autograd.Function):
     computes *z* again in the backward (one pass); a matmul keeps it."""
 
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor, part: Part, matmul: bool, booking: Booking):
+    def forward(
+        ctx,
+        a: Tensor,
+        b: Tensor,
+        part: Part,
+        matmul: bool,
+        booking: Booking,
+        scratch: Scratch | None = None,
+    ):
         z = torch.matmul(a, b) if matmul else a * b
         ctx.save_for_backward(a, b, *([z] if matmul else []))
-        ctx.part, ctx.matmul, ctx.booking = part, matmul, booking
+        ctx.part, ctx.matmul, ctx.booking, ctx.scratch = part, matmul, booking, scratch
         return z
 
     @staticmethod
     def backward(ctx, r: Tensor):
         a, b, *kept = ctx.saved_tensors
         z = kept[0] if kept else a * b
-        s, sign_z, eps = _ratio(r, z, ctx.part)  # s = R / stab(z)
+        s, sign_z, eps = _ratio(r, z, ctx.part, ctx.scratch)  # s = R / stab(z)
         absorbed = _stabilizer_absorbed(r, s, z, sign_z, ctx.part, eps, ctx.booking.batch)
         s = s.mul_(0.5)  # each factor takes half
         if ctx.matmul:
             r_a = (s @ b.transpose(-1, -2)).mul_(a)  # R_a,ik = ½ a_ik Σ_j b_kj s_ij
             r_b = (a.transpose(-1, -2) @ s).mul_(b)
         else:
-            r_a = s.mul_(z)
+            r_a = z * s
             r_b = r_a.clone()
         r_a, r_b = _fit(r_a, a.shape), _fit(r_b, b.shape)
         ctx.booking.book(r, (r_a, r_b), None, absorbed)
-        return r_a, r_b, None, None, None
+        return r_a, r_b, None, None, None, None
 
 
 class SoftmaxRule(torch.autograd.Function):
@@ -397,21 +405,25 @@ class SoftmaxRule(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: Tensor, value: Tensor, dim: int, booking: Booking):
+    def forward(
+        ctx, x: Tensor, value: Tensor, dim: int, booking: Booking, scratch: Scratch | None = None
+    ):
         ctx.save_for_backward(x, value)
-        ctx.dim, ctx.booking = dim, booking
+        ctx.dim, ctx.booking, ctx.scratch = dim, booking, scratch
         return value
 
     @staticmethod
     def backward(ctx, r: Tensor):
         x, s = ctx.saved_tensors
         r, s = r.to(x.dtype), s.to(x.dtype)  # in the input's precision (softmax in float32)
-        r_in = (r - s * r.sum(ctx.dim, keepdim=True)).mul_(x)
+        total = r.sum(ctx.dim, keepdim=True)  # Σ_j R_j
+        shared = torch.mul(s, total, out=scratch_like(ctx.scratch, "sign", s))  # s_i Σ_j R_j
+        r_in = torch.sub(r, shared).mul_(x)
         r_in = r_in.masked_fill_(torch.isneginf(x), 0)  # masked: 0, not 0·(−∞)
         n = ctx.booking.batch
         absorbed = per_sample_sum(r, n) - per_sample_sum(r_in, n)
         ctx.booking.book(r, r_in, absorbed.to(r_in.dtype), None)
-        return r_in, None, None, None
+        return r_in, None, None, None, None
 
 
 class DiagonalRule(torch.autograd.Function):
@@ -421,21 +433,23 @@ class DiagonalRule(torch.autograd.Function):
     anyway, not its input as well."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, value: Tensor, parts, booking: Booking):
+    def forward(
+        ctx, x: Tensor, value: Tensor, parts, booking: Booking, scratch: Scratch | None = None
+    ):
         ctx.save_for_backward(value)
-        ctx.parts, ctx.booking = parts, booking
+        ctx.parts, ctx.booking, ctx.scratch = parts, booking, scratch
         return value
 
     @staticmethod
     def backward(ctx, r: Tensor):
         (z,) = ctx.saved_tensors
         r_in = stab = None
-        for part in ctx.parts:
-            s, sign, eps = _ratio(r, z, part)  # s_i = c_p R_i / stab(z_i)
-            r_in = _add(r_in, z * s)
+        for p, part in enumerate(ctx.parts):
+            s, sign, eps = _ratio(r, z, part, ctx.scratch, p)  # s_i = c_p R_i / stab(z_i)
+            r_in = _add_into(r_in, z * s)
             stab = _add(stab, _stabilizer_absorbed(r, s, z, sign, part, eps, ctx.booking.batch))
         ctx.booking.book(r, r_in, None, stab)
-        return r_in, None, None, None
+        return r_in, None, None, None, None
 
 
 def explain_linear(x: Tensor, value: Tensor, layer: LinearMap, rule, booking: Booking, where: str):
@@ -449,7 +463,7 @@ def explain_linear(x: Tensor, value: Tensor, layer: LinearMap, rule, booking: Bo
         return PassThrough.apply(x, value.detach(), booking)
     plain = all(part.is_plain for part in rule.parts)
     if layer.diagonal and plain and layer.bias(identity) is None and value.shape == x.shape:
-        return DiagonalRule.apply(x, value.detach(), rule.parts, booking)
+        return DiagonalRule.apply(x, value.detach(), rule.parts, booking, layer.scratch)
     return WeightedRule.apply(x, value.detach(), layer, rule.parts, booking)
 
 

@@ -64,7 +64,7 @@ def softmax(call) -> Tensor:
     if session.composite.attention == "attn_lrp":
         if dim is None:
             dim = -1 if x.ndim in (0, 1, 3) else 1  # torch's legacy implicit choice
-        out = SoftmaxRule.apply(x, out, dim, call.booking("softmax"))
+        out = SoftmaxRule.apply(x, out, dim, call.booking("softmax"), session.scratch)
     session.held[id(out)] = (weakref.ref(out), f"{describe(call.func)} in {call.where()}")
     return out
 

@@ -79,7 +79,8 @@ def multiply(call) -> Tensor:
     else:
         k = _gate_of(call, a, b)
         if k is None:
-            return Product.apply(a, b, _part(call), False, call.booking("product"))
+            booking, scratch = call.booking("product"), call.session.scratch
+            return Product.apply(a, b, _part(call), False, booking, scratch)
         gate, signal = (a, b) if k == 0 else (b, a)
         weight = gate.detach()
     layer = ScaleMap(weight, None, call.session.scratch)
@@ -116,7 +117,8 @@ def matmul_of_activations(call) -> Tensor:
                 f"F.linear in {call.where()} multiplies two activations and adds a bias; "
                 "write it as a matmul and an addition."
             )
-    return Product.apply(a, b, _part(call), True, call.booking("matmul"))
+    booking, scratch = call.booking("matmul"), call.session.scratch
+    return Product.apply(a, b, _part(call), True, booking, scratch)
 
 
 PRODUCTS = ("mul", "multiply", "__mul__", "__rmul__", "div", "divide", "true_divide", "__truediv__")
