@@ -10,6 +10,9 @@ where torchvision imports), this script measures, interleaved in one run, the me
 and prints each median over the gradient's, together with the peak memory above the
 memory in use before the call (CPU: peak resident set size, read from /proc with large
 allocations returned to the system at once; CUDA: ``torch.cuda.max_memory_allocated``).
+On a CPU each model is timed in a process of its own: how fast a method runs there depends
+on the state the allocator was left in (freed memory goes back to the system, fresh memory
+is paid in page faults), so one model's runs would bias the next model's ratios.
 
 Targets: ε ≤ 1.2×, epsilon_plus_flat ≤ 1.5×, αβ ≤ 2.0× the gradient's time on VGG16 and
 ResNet18; ε ≤ 1.3×, epsilon_plus_flat ≤ 1.6× on the other CNNs (their operations: gates,
@@ -463,13 +466,30 @@ def report(
         )
 
 
+def run_each_model(args: argparse.Namespace) -> None:
+    """Every model in a process of its own: on a CPU, how fast a method runs depends on the
+    state that the allocator is left in (glibc returns freed memory to the system, and fresh
+    memory is paid in page faults), so one model's runs would bias the next model's."""
+    print(f"torch {torch.__version__}, device {args.device}, threads {args.threads}")
+    print("\n".join(_libraries()[1]))
+    print("each model timed in a fresh process", flush=True)
+    for name in args.models or list(DEFAULT_RUNS):
+        command = [sys.executable, __file__, "--one-model", "--models", name]
+        command += ["--device", args.device, "--repeats", str(args.repeats)]
+        command += ["--size", str(args.size), "--threads", str(args.threads)]
+        command += ["--batches", *map(str, args.batches)] if args.batches else []
+        done = subprocess.run(command, check=True, capture_output=True, text=True)
+        print(done.stdout, end="", flush=True)
+
+
 def run(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     device = args.device
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
     libraries, lines = _libraries()
-    print("\n".join(lines))
-    print("measuring peak memory …", flush=True)
+    if not args.one_model:
+        print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
+        print("\n".join(lines))
+        print("measuring peak memory …", flush=True)
     memory_table = _memory_table(args)
     for name, batches in runs(args):
         for batch in batches:
@@ -510,11 +530,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--one-model", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: CUDA is not available here.")
     if args.memory_child:
         measure_memory(args)
+    elif args.device == "cpu" and not args.one_model and len(runs(args)) > 1:
+        run_each_model(args)
     else:
         run(args)
 
