@@ -675,8 +675,18 @@ class ScaleMap(LinearMap):
         return z.add_(b) if torch.broadcast_shapes(z.shape, b.shape) == z.shape else z + b
 
     def bias_absorbed(self, s: Tensor, rho: Rho, batch: int | None = None) -> Tensor | None:
+        """:math:`\\sum_j b_j s_j` per sample; *s* summed first over the dimensions along which
+        *b* is broadcast (a BatchNorm's shift: over the pixels), so that the product is small."""
         b = self.bias(rho)
-        return None if b is None else per_sample_sum(s * b, batch)
+        if b is None:
+            return None
+        if b.ndim <= s.ndim and (batch is None or s.shape[0] == batch):  # batch first
+            shape = (1,) * (s.ndim - b.ndim) + tuple(b.shape)
+            dims = [d for d in range(1, s.ndim) if shape[d] == 1 and s.shape[d] != 1]
+            if dims:
+                s = s.sum(dims, keepdim=True)
+            b = b.reshape(shape)
+        return per_sample_sum(s * b, batch)
 
 
 class FunctionMap(LinearMap):
