@@ -466,12 +466,16 @@ def report(
         )
 
 
+def _header(device: str, threads: int, libraries: list[str]) -> None:
+    print(f"torch {torch.__version__}, device {device}, threads {threads}")
+    print("\n".join(libraries))
+
+
 def run_each_model(args: argparse.Namespace) -> None:
     """Every model in a process of its own: on a CPU, how fast a method runs depends on the
     state that the allocator is left in (glibc returns freed memory to the system, and fresh
     memory is paid in page faults), so one model's runs would bias the next model's."""
-    print(f"torch {torch.__version__}, device {args.device}, threads {args.threads}")
-    print("\n".join(_libraries()[1]))
+    _header(args.device, args.threads, _libraries()[1])
     print("each model timed in a fresh process", flush=True)
     for name in args.models or list(DEFAULT_RUNS):
         command = [sys.executable, __file__, "--one-model", "--models", name]
@@ -487,8 +491,7 @@ def run(args: argparse.Namespace) -> None:
     device = args.device
     libraries, lines = _libraries()
     if not args.one_model:
-        print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}")
-        print("\n".join(lines))
+        _header(device, torch.get_num_threads(), lines)
         print("measuring peak memory …", flush=True)
     memory_table = _memory_table(args)
     for name, batches in runs(args):

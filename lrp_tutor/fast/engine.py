@@ -84,6 +84,13 @@ def _tensors(value: Any):
         yield from (t for t in tree_flatten(value)[0] if isinstance(t, Tensor))
 
 
+def _entry_ref(table: dict, t: Tensor) -> weakref.ref:
+    """A weak reference to ``t`` for its entry ``table[id(t)]``: when ``t`` is gone, so is the
+    entry (and what it holds)."""
+    key = id(t)
+    return weakref.ref(t, lambda _ref: table.pop(key, None))
+
+
 def _short(module: nn.Module) -> str:
     """A leaf layer's repr, a container's class name."""
     return type(module).__name__ if next(module.children(), None) is not None else repr(module)
@@ -294,12 +301,7 @@ class Session(TorchFunctionMode):
         """From now on ``result`` stands for ``target`` (an in-place operation, done out of
         place), for as long as ``target`` lives: the entry goes with it, so that ``result``
         is not kept alive by the engine (a ReLU's output that only a max pool reads)."""
-        key = id(target)
-
-        def forget(_ref: Any, key: int = key) -> None:
-            self.replaced.pop(key, None)
-
-        self.replaced[key] = (weakref.ref(target, forget), result)
+        self.replaced[id(target)] = (_entry_ref(self.replaced, target), result)
 
     def defer(
         self,
@@ -313,13 +315,8 @@ class Session(TorchFunctionMode):
         """Keep a linear layer's output pending (see the module docstring). Called inside a
         block rather than by a leaf layer (``nn.MultiheadAttention``'s projections), it takes
         the composite's rule for the layer type ``probe``."""
-        key = id(value)
-
-        def forget(_ref: Any, key: int = key) -> None:  # the output is gone: so is the entry
-            self.pending.pop(key, None)
-
-        self.pending[key] = Pending(
-            weakref.ref(value, forget),
+        self.pending[id(value)] = Pending(
+            _entry_ref(self.pending, value),
             x,
             build,
             call.name,
